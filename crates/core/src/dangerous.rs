@@ -1,0 +1,110 @@
+//! Reading a token's contents before its signature is checked.
+//!
+//! Everything here returns data an attacker chose. [`crate::Verifier`] is its
+//! only user: it needs the `alg`, `kid` and `appId` to pick the key, and
+//! trusts nothing else until the signature verifies.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::{Claims, Rejection};
+
+/// The longest token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The three parts of a compact JWS, checked for shape only.
+pub(crate) struct UnverifiedToken<'a> {
+    pub signing_input: &'a str,
+    pub header: &'a str,
+    pub payload: &'a str,
+    pub signature: &'a str,
+}
+
+/// The header members appauth reads. Unknown members (`typ`, `cty`, `jwk`,
+/// `jku`, `x5u`, `x5c`, ...) are ignored: none is ever used to find a key.
+#[derive(Deserialize)]
+pub(crate) struct UnverifiedHeader<'a> {
+    #[serde(borrow)]
+    pub alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub crit: Option<IgnoredAny>,
+}
+
+/// Step 1: at most [`MAX_TOKEN_LEN`] bytes, three non-empty parts of strict
+/// base64url (no padding, nothing outside `A-Za-z0-9_-`).
+pub(crate) fn split(token: &str) -> Result<UnverifiedToken<'_>, Rejection> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Rejection::TooLong {
+            len: token.len(),
+            max: MAX_TOKEN_LEN,
+        });
+    }
+    let mut parts = token.splitn(4, '.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Rejection::NotThreeParts);
+    };
+    for (part, text) in [
+        ("header", header),
+        ("payload", payload),
+        ("signature", signature),
+    ] {
+        // A length of 1 mod 4 can never be valid base64.
+        let shaped = !text.is_empty()
+            && text.len() % 4 != 1
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !shaped {
+            return Err(Rejection::BadBase64 { part });
+        }
+    }
+    Ok(UnverifiedToken {
+        signing_input: &token[..header.len() + 1 + payload.len()],
+        header,
+        payload,
+        signature,
+    })
+}
+
+/// Decodes one base64url part into `buf`.
+pub(crate) fn decode_part<'b>(
+    part: &'static str,
+    text: &str,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b [u8], Rejection> {
+    buf.clear();
+    URL_SAFE_NO_PAD
+        .decode_vec(text, buf)
+        .map_err(|_| Rejection::BadBase64 { part })?;
+    Ok(buf)
+}
+
+/// Step 2's parse: the header as JSON.
+pub(crate) fn header(json: &[u8]) -> Result<UnverifiedHeader<'_>, Rejection> {
+    serde_json::from_slice(json).map_err(|e| Rejection::BadHeader {
+        detail: e.to_string(),
+    })
+}
+
+/// Step 3's parse: the claims, untrusted until the signature verifies.
+pub(crate) fn claims(json: &[u8]) -> Result<Claims, Rejection> {
+    serde_json::from_slice(json).map_err(|e| Rejection::BadClaims {
+        detail: e.to_string(),
+    })
+}
+
+/// A printable prefix of attacker-chosen text, for error context.
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! Key file naming: `<appId>_public.pem` and `<appId>_private.pem`.
+//!
+//! Names only ever go from an [`AppId`] to a file name, or from a directory
+//! entry back to an `AppId`; an appId read from a token is never joined into a
+//! path.
+
+use crate::AppId;
+
+/// Suffix of a public key bundle file.
+pub const PUBLIC_SUFFIX: &str = "_public.pem";
+/// Suffix of a private key file.
+pub const PRIVATE_SUFFIX: &str = "_private.pem";
+
+/// `<appId>_public.pem`.
+pub fn public_key_file_name(app: &AppId) -> String {
+    format!("{app}{PUBLIC_SUFFIX}")
+}
+
+/// `<appId>_private.pem`.
+pub fn private_key_file_name(app: &AppId) -> String {
+    format!("{app}{PRIVATE_SUFFIX}")
+}
+
+/// PEM text with Unix line endings (the `pem` crate defaults to CRLF), so
+/// the files appauth writes match what `openssl` writes.
+pub fn encode_pem(tag: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), config)
+}
+
+/// What a file name in a keys directory is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFileName {
+    /// `<appId>_public.pem` with a valid appId.
+    Public(AppId),
+    /// `<appId>_private.pem`: never belongs in a server's keys directory.
+    Private(AppId),
+    /// Ends like a key file but the appId part breaks the grammar.
+    InvalidAppId(String),
+    /// Anything else (README, revocation list, editor swap files...).
+    Other,
+}
+
+/// Classifies a directory entry's file name.
+pub fn classify_file_name(name: &str) -> KeyFileName {
+    let (stem, public) = if let Some(stem) = name.strip_suffix(PUBLIC_SUFFIX) {
+        (stem, true)
+    } else if let Some(stem) = name.strip_suffix(PRIVATE_SUFFIX) {
+        (stem, false)
+    } else {
+        return KeyFileName::Other;
+    };
+    // Kubernetes and editors leave dot-files around; they are never keys.
+    if name.starts_with('.') {
+        return KeyFileName::Other;
+    }
+    match AppId::new(stem) {
+        Ok(app) if public => KeyFileName::Public(app),
+        Ok(app) => KeyFileName::Private(app),
+        Err(_) => KeyFileName::InvalidAppId(name.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let app = AppId::new("billing-7").unwrap();
+        assert_eq!(public_key_file_name(&app), "billing-7_public.pem");
+        assert_eq!(private_key_file_name(&app), "billing-7_private.pem");
+        assert_eq!(
+            classify_file_name("billing-7_public.pem"),
+            KeyFileName::Public(app.clone())
+        );
+        assert_eq!(
+            classify_file_name("billing-7_private.pem"),
+            KeyFileName::Private(app)
+        );
+    }
+
+    #[test]
+    fn other_files_are_ignored() {
+        for name in [
+            "README.md",
+            "revoked.txt",
+            "x_public.pem.swp",
+            ".x_public.pem",
+            "..data",
+        ] {
+            assert_eq!(classify_file_name(name), KeyFileName::Other, "{name}");
+        }
+        assert!(matches!(
+            classify_file_name("a b_public.pem"),
+            KeyFileName::InvalidAppId(_)
+        ));
+        assert!(matches!(
+            classify_file_name("_public.pem"),
+            KeyFileName::InvalidAppId(_)
+        ));
+    }
+}

@@ -1,0 +1,310 @@
+//! Public keys: reading `<appId>_public.pem` bundles and verifying with them.
+//!
+//! A bundle is one or more PEM blocks (SPKI `PUBLIC KEY`, PKCS#1 `RSA PUBLIC
+//! KEY`, X.509 `CERTIFICATE`). It is accepted whole or not at all, so an
+//! operator never runs with half of what they wrote.
+
+use std::fmt;
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::pkcs8::spki::SubjectPublicKeyInfoRef;
+use rsa::traits::PublicKeyParts;
+use x509_cert::der::{Decode, Encode};
+
+use crate::{Algorithm, Error, Kid};
+
+/// The smallest RSA modulus appauth accepts.
+pub const MIN_RSA_BITS: usize = 2048;
+
+const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
+
+/// How a public key was written in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFormat {
+    /// `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo).
+    Spki,
+    /// `-----BEGIN RSA PUBLIC KEY-----` (PKCS#1).
+    Pkcs1,
+    /// `-----BEGIN CERTIFICATE-----` (X.509; its subject key is used).
+    Certificate,
+}
+
+impl fmt::Display for KeyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Spki => "SPKI",
+            Self::Pkcs1 => "PKCS#1",
+            Self::Certificate => "X.509 certificate",
+        })
+    }
+}
+
+/// An RSA public key, decoded once and kept ready for verification.
+pub struct PublicKey {
+    kid: Kid,
+    bits: usize,
+    format: KeyFormat,
+    /// Certificates stop verifying at their `notAfter`, even while loaded.
+    not_after: Option<i64>,
+    spki_der: Box<[u8]>,
+    /// One parsed key per algorithm the verifier allows, so that verifying
+    /// never decodes DER.
+    prepared: Box<[(Algorithm, ParsedPublicKey)]>,
+}
+
+impl PublicKey {
+    /// The RFC 7638 thumbprint.
+    pub fn kid(&self) -> &Kid {
+        &self.kid
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// How the key was written.
+    pub fn format(&self) -> KeyFormat {
+        self.format
+    }
+
+    /// End of a certificate's validity (seconds since the epoch), if the key
+    /// came from a certificate.
+    pub fn not_after(&self) -> Option<i64> {
+        self.not_after
+    }
+
+    /// The key as DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// The key as a `-----BEGIN PUBLIC KEY-----` PEM block.
+    pub fn to_spki_pem(&self) -> String {
+        crate::files::encode_pem("PUBLIC KEY", &self.spki_der)
+    }
+
+    /// Whether `signature` is a valid `alg` signature of `message` by this
+    /// key at time `now`. `false` also when `alg` was not prepared.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8], now: i64) -> bool {
+        if self.not_after.is_some_and(|t| now > t) {
+            return false;
+        }
+        self.prepared
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kid", &self.kid)
+            .field("bits", &self.bits)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a public key bundle.
+///
+/// `now` (seconds since the epoch) decides whether certificates are in their
+/// validity period; `algorithms` are the ones the keys are prepared for.
+/// Duplicate keys in one bundle are kept once.
+pub fn parse_public_bundle(
+    pem_bytes: &[u8],
+    now: i64,
+    algorithms: &[Algorithm],
+) -> Result<Vec<PublicKey>, Error> {
+    let blocks = pem::parse_many(pem_bytes).map_err(|e| Error::Pem {
+        detail: e.to_string(),
+    })?;
+    if blocks.is_empty() {
+        return Err(Error::NoPemBlock);
+    }
+    let mut keys: Vec<PublicKey> = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let index = i + 1;
+        let key = match block.tag() {
+            "PUBLIC KEY" => from_spki(index, block.contents(), KeyFormat::Spki, None, algorithms)?,
+            "RSA PUBLIC KEY" => from_pkcs1(index, block.contents(), algorithms)?,
+            "CERTIFICATE" => from_certificate(index, block.contents(), now, algorithms)?,
+            other => {
+                return Err(Error::UnexpectedPemBlock {
+                    index,
+                    tag: other.chars().take(40).collect(),
+                });
+            }
+        };
+        if !keys.iter().any(|k| k.kid == key.kid) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+fn from_spki(
+    index: usize,
+    der: &[u8],
+    format: KeyFormat,
+    not_after: Option<i64>,
+    algorithms: &[Algorithm],
+) -> Result<PublicKey, Error> {
+    let info = SubjectPublicKeyInfoRef::try_from(der).map_err(|e| Error::InvalidKey {
+        index,
+        detail: e.to_string(),
+    })?;
+    let oid = info.algorithm.oid.to_string();
+    if oid != RSA_ENCRYPTION_OID {
+        return Err(Error::NotRsa {
+            index,
+            kind: describe_oid(&oid),
+        });
+    }
+    let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| Error::InvalidKey {
+        index,
+        detail: e.to_string(),
+    })?;
+    prepare(index, &key, format, not_after, algorithms)
+}
+
+fn from_pkcs1(index: usize, der: &[u8], algorithms: &[Algorithm]) -> Result<PublicKey, Error> {
+    let key = rsa::RsaPublicKey::from_pkcs1_der(der).map_err(|e| Error::InvalidKey {
+        index,
+        detail: e.to_string(),
+    })?;
+    prepare(index, &key, KeyFormat::Pkcs1, None, algorithms)
+}
+
+fn from_certificate(
+    index: usize,
+    der: &[u8],
+    now: i64,
+    algorithms: &[Algorithm],
+) -> Result<PublicKey, Error> {
+    let bad = |e: x509_cert::der::Error| Error::InvalidCertificate {
+        index,
+        detail: e.to_string(),
+    };
+    let cert = x509_cert::Certificate::from_der(der).map_err(bad)?;
+    let validity = &cert.tbs_certificate.validity;
+    let not_before = unix(validity.not_before.to_unix_duration());
+    let not_after = unix(validity.not_after.to_unix_duration());
+    if now > not_after {
+        return Err(Error::CertificateExpired { index, not_after });
+    }
+    if now < not_before {
+        return Err(Error::CertificateNotYetValid { index, not_before });
+    }
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(bad)?;
+    from_spki(
+        index,
+        &spki,
+        KeyFormat::Certificate,
+        Some(not_after),
+        algorithms,
+    )
+}
+
+fn unix(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn prepare(
+    index: usize,
+    key: &rsa::RsaPublicKey,
+    format: KeyFormat,
+    not_after: Option<i64>,
+    algorithms: &[Algorithm],
+) -> Result<PublicKey, Error> {
+    let bits = key.n().bits();
+    if bits < MIN_RSA_BITS {
+        return Err(Error::KeyTooSmall { index, bits });
+    }
+    let n = key.n().to_bytes_be();
+    let e = key.e().to_bytes_be();
+    let kid = Kid::from_rsa_components(&n, &e);
+    let spki_der = rsa::pkcs8::EncodePublicKey::to_public_key_der(key)
+        .map_err(|e| Error::InvalidKey {
+            index,
+            detail: e.to_string(),
+        })?
+        .into_vec()
+        .into_boxed_slice();
+    let prepared = algorithms
+        .iter()
+        .map(|&alg| {
+            ParsedPublicKey::new(alg.verification(), &spki_der)
+                .map(|k| (alg, k))
+                .map_err(|e| Error::InvalidKey {
+                    index,
+                    detail: e.to_string(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(PublicKey {
+        kid,
+        bits,
+        format,
+        not_after,
+        spki_der,
+        prepared,
+    })
+}
+
+fn describe_oid(oid: &str) -> String {
+    match oid {
+        "1.2.840.10045.2.1" => "an elliptic-curve key".into(),
+        "1.3.101.112" => "an Ed25519 key".into(),
+        "1.3.101.113" => "an Ed448 key".into(),
+        "1.2.840.113549.1.1.10" => "an RSASSA-PSS-restricted key".into(),
+        "1.2.840.10040.4.1" => "a DSA key".into(),
+        other => format!("algorithm OID {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RS512: &[Algorithm] = &[Algorithm::RS512];
+
+    #[test]
+    fn rejects_non_pem_and_empty_input() {
+        assert!(matches!(
+            parse_public_bundle(b"", 0, RS512),
+            Err(Error::NoPemBlock)
+        ));
+        assert!(matches!(
+            parse_public_bundle(b"hello", 0, RS512),
+            Err(Error::NoPemBlock)
+        ));
+        let truncated = b"-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n";
+        assert!(parse_public_bundle(truncated, 0, RS512).is_err());
+    }
+
+    #[test]
+    fn rejects_private_key_blocks_in_a_public_file() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let err = parse_public_bundle(pem.as_bytes(), 0, RS512).unwrap_err();
+        assert!(
+            matches!(err, Error::UnexpectedPemBlock { index: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_inside_a_valid_pem_envelope_is_a_damaged_key() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let err = parse_public_bundle(pem.as_bytes(), 0, RS512).unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { index: 1, .. }), "{err}");
+    }
+}

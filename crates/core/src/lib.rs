@@ -1,0 +1,60 @@
+//! appauth's shared vocabulary: the [`AppId`] grammar, key file names, RSA key
+//! bundles and their RFC 7638 [`Kid`], the token [`Claims`], and the
+//! [`Verifier`] that applies SPEC section 3 steps 1-6. The server, the client,
+//! the keygen tool and the tests all use this one implementation.
+//!
+//! ```
+//! use std::{collections::HashMap, sync::Arc};
+//! use appauth_core::*;
+//!
+//! let key = PrivateKey::generate(2048)?;
+//! let app = AppId::new("billing")?;
+//! let public = parse_public_bundle(key.public_key_pem()?.as_bytes(), 0, &[Algorithm::RS512])?;
+//! let keys: HashMap<AppId, Arc<[PublicKey]>> = HashMap::from([(app.clone(), public.into())]);
+//!
+//! let clock = Arc::new(ManualClock::new(1_700_000_000));
+//! let claims = Claims {
+//!     app_id: app.to_string(),
+//!     iat: 1_700_000_000,
+//!     exp: 1_700_000_300,
+//!     nbf: None, jti: None, aud: None, iss: None,
+//!     extra: Default::default(),
+//! };
+//! let token = sign_token(&key, Algorithm::RS512, &claims)?;
+//!
+//! let verifier = Verifier::with_clock(VerifyConfig::default(), clock.clone());
+//! assert_eq!(verifier.verify(&token, &keys).unwrap().app_id, app);
+//!
+//! clock.advance(300 + 30);
+//! assert_eq!(verifier.verify(&token, &keys).unwrap_err().reason(), Reason::Expired);
+//! # Ok::<(), appauth_core::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod algorithm;
+mod app_id;
+mod claims;
+mod clock;
+pub mod dangerous;
+mod error;
+pub mod files;
+mod keys;
+mod kid;
+mod private_key;
+mod rejection;
+mod token;
+mod verify;
+
+pub use algorithm::Algorithm;
+pub use app_id::{AppId, MAX_APP_ID_LEN, is_valid_app_id};
+pub use claims::{Audience, Claims};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use dangerous::MAX_TOKEN_LEN;
+pub use error::Error;
+pub use keys::{KeyFormat, MIN_RSA_BITS, PublicKey, parse_public_bundle};
+pub use kid::Kid;
+pub use private_key::{GENERATED_KEY_BITS, PrivateKey, PrivateKeyFormat};
+pub use rejection::{Reason, Rejection};
+pub use token::sign_token;
+pub use verify::{KeyProvider, Verified, Verifier, VerifyConfig};

@@ -1,0 +1,213 @@
+//! The verification rules of SPEC section 3, steps 1-6, as plain code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::dangerous;
+use crate::{Algorithm, AppId, Claims, Clock, Kid, PublicKey, Rejection, SystemClock};
+
+/// Where the verifier finds an app's keys. The server's watched directory is
+/// one implementation; a `HashMap` is another, for tests and embedding.
+pub trait KeyProvider {
+    /// The keys of `app`, or `None` when the app is unknown. Must not touch
+    /// the disk: it runs on the request path.
+    fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>>;
+}
+
+impl KeyProvider for HashMap<AppId, Arc<[PublicKey]>> {
+    fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>> {
+        self.get(app).cloned()
+    }
+}
+
+/// What the verifier checks besides the signature.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// Algorithms accepted in the `alg` header. Default: `[RS512]`. Only RSA
+    /// algorithms exist in [`Algorithm`], so `none`, `HS*` and `ES*` cannot be
+    /// allowed. Keys are prepared for exactly these algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. Default: 30.
+    pub leeway: u64,
+    /// Longest accepted `exp - iat`, in seconds. Default: 3600. Bounds the
+    /// damage of a leaked token.
+    pub max_lifetime: u64,
+    /// When set, `aud` must name this audience. Default: none (`aud` is not
+    /// checked, so a token minted for another service is accepted: set it
+    /// when several services share caller keys).
+    pub audience: Option<String>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            algorithms: vec![Algorithm::RS512],
+            leeway: 30,
+            max_lifetime: 3600,
+            audience: None,
+        }
+    }
+}
+
+/// A caller whose token verified.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The calling application.
+    pub app_id: AppId,
+    /// The key that verified the signature.
+    pub kid: Kid,
+    /// The algorithm it was signed with.
+    pub alg: Algorithm,
+    /// All claims, including unknown ones.
+    pub claims: Claims,
+}
+
+/// Verifies appauth tokens.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use appauth_core::{Verifier, VerifyConfig, Reason};
+///
+/// let verifier = Verifier::new(VerifyConfig::default());
+/// let keys = HashMap::new();
+/// let err = verifier.verify("not-a-token", &keys).unwrap_err();
+/// assert_eq!(err.reason(), Reason::Malformed);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    config: VerifyConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl Verifier {
+    /// A verifier on the system clock.
+    pub fn new(config: VerifyConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A verifier on a given clock.
+    pub fn with_clock(config: VerifyConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { config, clock }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &VerifyConfig {
+        &self.config
+    }
+
+    /// The clock in use.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Runs steps 1-6 of SPEC section 3, in order. Everything before the
+    /// signature check is cheap, so junk never costs an RSA operation.
+    pub fn verify(
+        &self,
+        token: &str,
+        keys: &(impl KeyProvider + ?Sized),
+    ) -> Result<Verified, Rejection> {
+        // 1. Shape.
+        let parts = dangerous::split(token)?;
+
+        // 2. Header and algorithm.
+        let mut buf = Vec::with_capacity(token.len());
+        let header_json = dangerous::decode_part("header", parts.header, &mut buf)?;
+        let header = dangerous::header(header_json)?;
+        if header.crit.is_some() {
+            return Err(Rejection::CriticalHeader);
+        }
+        let alg = Algorithm::from_header(&header.alg)
+            .filter(|a| self.config.algorithms.contains(a))
+            .ok_or_else(|| Rejection::UnsupportedAlgorithm {
+                alg: dangerous::printable(&header.alg, 16),
+            })?;
+        let kid = header.kid.map(|k| k.into_owned());
+
+        // 3. appId, from claims not yet trusted.
+        let payload_json = dangerous::decode_part("payload", parts.payload, &mut buf)?;
+        let claims = dangerous::claims(payload_json)?;
+        let app_id = AppId::new(&claims.app_id).map_err(|_| Rejection::InvalidAppId)?;
+
+        // 4. The app's keys, from memory.
+        let app_keys = keys
+            .keys_for(&app_id)
+            .ok_or_else(|| Rejection::UnknownApp {
+                app_id: app_id.to_string(),
+            })?;
+
+        // 5. With a kid, only that key; without, every key of the bundle.
+        let candidates: Vec<&PublicKey> = match &kid {
+            Some(kid) => {
+                let found: Vec<_> = app_keys
+                    .iter()
+                    .filter(|k| k.kid().as_str() == kid)
+                    .collect();
+                if found.is_empty() {
+                    return Err(Rejection::UnknownKid {
+                        app_id: app_id.to_string(),
+                        kid: dangerous::printable(kid, 64),
+                    });
+                }
+                found
+            }
+            None => app_keys.iter().collect(),
+        };
+
+        // 6. Signature, then time and audience.
+        let signature = dangerous::decode_part("signature", parts.signature, &mut buf)?;
+        let now = self.clock.now();
+        let signer = candidates
+            .into_iter()
+            .find(|k| k.verify(alg, parts.signing_input.as_bytes(), signature, now))
+            .ok_or_else(|| Rejection::BadSignature {
+                app_id: app_id.to_string(),
+            })?;
+        self.check_claims(&claims, now)?;
+
+        Ok(Verified {
+            app_id,
+            kid: signer.kid().clone(),
+            alg,
+            claims,
+        })
+    }
+
+    /// The time and audience rules of step 6, on claims whose signature has
+    /// verified.
+    pub fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), Rejection> {
+        let leeway = i64::try_from(self.config.leeway).unwrap_or(i64::MAX);
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(Rejection::Expired {
+                exp: claims.exp,
+                now,
+            });
+        }
+        if let Some(nbf) = claims.nbf
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(Rejection::NotYetValid { nbf, now });
+        }
+        if claims.iat > now.saturating_add(leeway) {
+            return Err(Rejection::IssuedInFuture {
+                iat: claims.iat,
+                now,
+            });
+        }
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if u64::try_from(lifetime).is_ok_and(|l| l > self.config.max_lifetime) {
+            return Err(Rejection::LifetimeTooLong {
+                lifetime,
+                max: self.config.max_lifetime,
+            });
+        }
+        if let Some(expected) = &self.config.audience
+            && !claims.aud.as_ref().is_some_and(|a| a.contains(expected))
+        {
+            return Err(Rejection::WrongAudience {
+                expected: expected.clone(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! `inspect`: what is in a key file.
+
+use std::path::{Path, PathBuf};
+
+use appauth_core::files::{KeyFileName, classify_file_name};
+use appauth_core::{Clock, Kid, PrivateKey, SystemClock, parse_public_bundle};
+use serde::Serialize;
+
+use crate::Error;
+use crate::keygen::read;
+
+/// One key found in a file.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// `public` or `private`.
+    pub kind: &'static str,
+    /// `spki`, `pkcs1`, `certificate` or `pkcs8`.
+    pub format: String,
+    /// Modulus size.
+    pub bits: usize,
+    /// RFC 7638 thumbprint.
+    pub kid: Kid,
+}
+
+/// What `inspect` reports for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// The file.
+    pub file: PathBuf,
+    /// The appId its name implies, when it follows the naming scheme.
+    pub app_id: Option<String>,
+    /// Every key in it, in file order.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Reads `path` as a private key or a public key bundle.
+pub fn inspect(path: &Path) -> Result<Inspection, Error> {
+    let bytes = read(path)?;
+    let bad = |source| Error::BadKeyFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let is_private = pem::parse_many(&bytes)
+        .map(|blocks| blocks.iter().any(|b| b.tag().contains("PRIVATE KEY")))
+        .unwrap_or(false);
+    let keys = if is_private {
+        let key = PrivateKey::from_pem(&bytes).map_err(bad)?;
+        vec![KeyInfo {
+            kind: "private",
+            format: serde_plain(key.format()),
+            bits: key.bits(),
+            kid: key.kid().clone(),
+        }]
+    } else {
+        parse_public_bundle(&bytes, SystemClock.now(), &[])
+            .map_err(bad)?
+            .iter()
+            .map(|k| KeyInfo {
+                kind: "public",
+                format: serde_plain(k.format()),
+                bits: k.bits(),
+                kid: k.kid().clone(),
+            })
+            .collect()
+    };
+    let app_id =
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| match classify_file_name(n) {
+                KeyFileName::Public(app) | KeyFileName::Private(app) => Some(app.to_string()),
+                _ => None,
+            });
+    Ok(Inspection {
+        file: path.to_path_buf(),
+        app_id,
+        keys,
+    })
+}
+
+fn serde_plain(v: impl Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,218 @@
+//! `appauth-keygen`: the command line over the `appauth_keygen` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use appauth_core::AppId;
+use appauth_keygen::{Existing, Inspection, KeyDirs, Outcome};
+use clap::{Args, Parser, Subcommand};
+
+/// Generate, rotate, retire and inspect appauth RSA keypairs.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true, env = "APPAUTH_KEYGEN_JSON")]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a keypair for each app: <appId>_private.pem (PKCS#8, 0600) and <appId>_public.pem.
+    New {
+        /// The apps to make keys for.
+        app_ids: Vec<String>,
+        /// Make N fresh random appIds instead of naming them.
+        #[arg(long, value_name = "N", conflicts_with = "app_ids")]
+        generate_id: Option<usize>,
+        #[command(flatten)]
+        dirs: DirArgs,
+        /// RSA modulus size.
+        #[arg(long, default_value_t = 2048, value_parser = bits_parser())]
+        bits: usize,
+        /// Skip apps that already have both key files (exit 0): for re-runnable builds.
+        #[arg(long, conflicts_with = "force")]
+        if_missing: bool,
+        /// Replace existing keys. The old keys are lost.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add a new key to an app's bundle and replace its private key; the old one is kept aside.
+    Rotate {
+        /// The app.
+        app_id: String,
+        #[command(flatten)]
+        dirs: DirArgs,
+        /// RSA modulus size of the new key.
+        #[arg(long, default_value_t = 2048, value_parser = bits_parser())]
+        bits: usize,
+    },
+    /// Drop an old public key from an app's bundle.
+    Retire {
+        /// The app.
+        app_id: String,
+        /// The key id (RFC 7638 thumbprint) to drop, as `inspect` prints it.
+        #[arg(long)]
+        kid: String,
+        #[command(flatten)]
+        dirs: DirArgs,
+        /// Retire even the key of the current private key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print appId, bits, kid and format of each key in the files.
+    Inspect {
+        /// Key files (public bundles or private keys).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct DirArgs {
+    /// Directory for both key files.
+    #[arg(long, default_value = ".", env = "APPAUTH_KEYGEN_OUT_DIR")]
+    out_dir: PathBuf,
+    /// Directory for private keys (default: --out-dir).
+    #[arg(long, env = "APPAUTH_KEYGEN_PRIVATE_DIR")]
+    private_dir: Option<PathBuf>,
+    /// Directory for public keys (default: --out-dir).
+    #[arg(long, env = "APPAUTH_KEYGEN_PUBLIC_DIR")]
+    public_dir: Option<PathBuf>,
+}
+
+impl DirArgs {
+    fn resolve(self) -> KeyDirs {
+        KeyDirs {
+            private: self.private_dir.unwrap_or_else(|| self.out_dir.clone()),
+            public: self.public_dir.unwrap_or(self.out_dir),
+        }
+    }
+}
+
+fn bits_parser() -> impl clap::builder::TypedValueParser<Value = usize> {
+    |s: &str| match s.parse::<usize>() {
+        Ok(bits) if appauth_core::GENERATED_KEY_BITS.contains(&bits) => Ok(bits),
+        _ => Err(format!("unsupported key size {s}: use 2048, 3072 or 4096")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("appauth-keygen: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), appauth_keygen::Error> {
+    let json = cli.json;
+    match cli.command {
+        Command::New {
+            app_ids,
+            generate_id,
+            dirs,
+            bits,
+            if_missing,
+            force,
+        } => {
+            let apps = match generate_id {
+                Some(n) => (0..n).map(|_| appauth_keygen::random_app_id()).collect(),
+                None => parse_apps(&app_ids)?,
+            };
+            let existing = match (if_missing, force) {
+                (true, _) => Existing::Skip,
+                (_, true) => Existing::Replace,
+                _ => Existing::Refuse,
+            };
+            let out = appauth_keygen::generate(&apps, bits, &dirs.resolve(), existing)?;
+            print_outcomes(&out, json);
+        }
+        Command::Rotate { app_id, dirs, bits } => {
+            let app = parse_app(&app_id)?;
+            let out = appauth_keygen::rotate(&app, bits, &dirs.resolve())?;
+            print_outcomes(&[out], json);
+        }
+        Command::Retire {
+            app_id,
+            kid,
+            dirs,
+            force,
+        } => {
+            let app = parse_app(&app_id)?;
+            let out = appauth_keygen::retire(&app, &kid, &dirs.resolve(), force)?;
+            print_outcomes(&[out], json);
+        }
+        Command::Inspect { files } => {
+            let found = files
+                .iter()
+                .map(|f| appauth_keygen::inspect(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            print_inspections(&found, json);
+        }
+    }
+    Ok(())
+}
+
+fn parse_app(s: &str) -> Result<AppId, appauth_keygen::Error> {
+    AppId::new(s).map_err(appauth_keygen::Error::InvalidAppId)
+}
+
+fn parse_apps(ids: &[String]) -> Result<Vec<AppId>, appauth_keygen::Error> {
+    ids.iter().map(|s| parse_app(s)).collect()
+}
+
+fn print_outcomes(out: &[Outcome], json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "results": out }));
+        return;
+    }
+    for o in out {
+        let kid = o.kid.as_ref().map(|k| k.as_str()).unwrap_or("-");
+        let status = serde_json::to_value(o.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!(
+            "{status:<8} {app}  kid={kid}  private={private}  public={public}",
+            app = o.app_id,
+            private = o.private_key.display(),
+            public = o.public_key.display()
+        );
+        if let Some(old) = &o.old_private_key {
+            println!("         previous private key kept at {}", old.display());
+        }
+        if !o.bundle.is_empty() {
+            let kids: Vec<_> = o.bundle.iter().map(|k| k.as_str()).collect();
+            println!("         bundle now holds: {}", kids.join(", "));
+        }
+    }
+}
+
+fn print_inspections(found: &[Inspection], json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "files": found }));
+        return;
+    }
+    for f in found {
+        println!(
+            "{}  appId={}",
+            f.file.display(),
+            f.app_id.as_deref().unwrap_or("-")
+        );
+        for k in &f.keys {
+            println!(
+                "  {kind:<7} {format:<11} {bits} bits  kid={kid}",
+                kind = k.kind,
+                format = k.format,
+                bits = k.bits,
+                kid = k.kid
+            );
+        }
+    }
+}

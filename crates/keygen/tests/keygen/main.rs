@@ -1,0 +1,306 @@
+//! End-to-end tests of the `appauth-keygen` binary on real files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn keygen(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_appauth-keygen"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run appauth-keygen")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.trim().is_empty(), "no error message");
+    stderr
+}
+
+/// Every file below `dir` with its bytes, to prove a failed run changed nothing.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                all.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed")
+}
+
+#[test]
+fn keys_are_read_back_by_openssl() {
+    let tmp = tempfile::tempdir().unwrap();
+    ok(&keygen(
+        tmp.path(),
+        &["new", "app-1", "--out-dir", "k", "--bits", "3072"],
+    ));
+    let private = tmp.path().join("k/app-1_private.pem");
+    let public = tmp.path().join("k/app-1_public.pem");
+
+    let text = fs::read_to_string(&private).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "not PKCS#8"
+    );
+    let out = openssl(&["pkey", "-in", private.to_str().unwrap(), "-noout", "-text"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(3072 bit"));
+
+    let out = openssl(&[
+        "rsa",
+        "-pubin",
+        "-in",
+        public.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(3072 bit"));
+
+    // openssl derives the same public key from the private key.
+    let derived = openssl(&["pkey", "-in", private.to_str().unwrap(), "-pubout"]);
+    assert_eq!(derived.stdout, fs::read(&public).unwrap());
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[test]
+fn refusing_to_overwrite_leaves_files_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    ok(&keygen(tmp.path(), &["new", "app-1", "--out-dir", "k"]));
+    let before = snapshot(tmp.path());
+    let err = fails(&keygen(
+        tmp.path(),
+        &["new", "app-1", "app-2", "--out-dir", "k"],
+    ));
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert!(err.contains("--if-missing"), "{err}");
+    assert_eq!(snapshot(tmp.path()), before, "a refused run changed files");
+
+    // --if-missing skips app-1 and makes app-2; a second run changes nothing.
+    let out = ok(&keygen(
+        tmp.path(),
+        &[
+            "new",
+            "app-1",
+            "app-2",
+            "--out-dir",
+            "k",
+            "--if-missing",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<_> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["app_id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("app-1", "skipped"), ("app-2", "created")]);
+    let after = snapshot(tmp.path());
+    ok(&keygen(
+        tmp.path(),
+        &["new", "app-1", "app-2", "--out-dir", "k", "--if-missing"],
+    ));
+    assert_eq!(snapshot(tmp.path()), after);
+
+    // --force replaces.
+    ok(&keygen(
+        tmp.path(),
+        &["new", "app-1", "--out-dir", "k", "--force"],
+    ));
+    assert_ne!(
+        fs::read(tmp.path().join("k/app-1_private.pem")).unwrap(),
+        after
+            .iter()
+            .find(|(p, _)| p.ends_with("k/app-1_private.pem"))
+            .unwrap()
+            .1
+    );
+}
+
+#[test]
+fn split_directories_and_generated_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(&keygen(
+        tmp.path(),
+        &[
+            "new",
+            "--generate-id",
+            "4",
+            "--private-dir",
+            "priv",
+            "--public-dir",
+            "pub",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for r in results {
+        let app = r["app_id"].as_str().unwrap();
+        assert_eq!(app.len(), 34, "{app}");
+        assert!(tmp.path().join(format!("priv/{app}_private.pem")).exists());
+        assert!(tmp.path().join(format!("pub/{app}_public.pem")).exists());
+        assert!(!tmp.path().join(format!("pub/{app}_private.pem")).exists());
+    }
+}
+
+#[test]
+fn rotate_then_retire_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = ok(&keygen(
+        tmp.path(),
+        &["new", "app-1", "--out-dir", "k", "--json"],
+    ));
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let old_kid = first["results"][0]["kid"].as_str().unwrap().to_owned();
+    let original_public = fs::read(tmp.path().join("k/app-1_public.pem")).unwrap();
+    let original_private = fs::read(tmp.path().join("k/app-1_private.pem")).unwrap();
+
+    let rotated = ok(&keygen(
+        tmp.path(),
+        &["rotate", "app-1", "--out-dir", "k", "--json"],
+    ));
+    let rotated: serde_json::Value = serde_json::from_str(&rotated).unwrap();
+    let r = &rotated["results"][0];
+    let new_kid = r["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert_eq!(r["bundle"], serde_json::json!([old_kid, new_kid]));
+    // The old private key is kept aside, unchanged.
+    let aside = PathBuf::from(r["old_private_key"].as_str().unwrap());
+    assert_eq!(fs::read(tmp.path().join(aside)).unwrap(), original_private);
+
+    // Retiring the current key is refused; retiring the old one works.
+    let err = fails(&keygen(
+        tmp.path(),
+        &["retire", "app-1", "--kid", &new_kid, "--out-dir", "k"],
+    ));
+    assert!(err.contains("rotate first"), "{err}");
+    ok(&keygen(
+        tmp.path(),
+        &["retire", "app-1", "--kid", &old_kid, "--out-dir", "k"],
+    ));
+    let inspected = ok(&keygen(
+        tmp.path(),
+        &[
+            "inspect",
+            "k/app-1_public.pem",
+            "k/app-1_private.pem",
+            "--json",
+        ],
+    ));
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["files"][0]["keys"][0]["kid"], new_kid.as_str());
+    assert_eq!(inspected["files"][0]["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(inspected["files"][1]["keys"][0]["kid"], new_kid.as_str());
+    assert_eq!(inspected["files"][0]["app_id"], "app-1");
+    assert_ne!(
+        fs::read(tmp.path().join("k/app-1_public.pem")).unwrap(),
+        original_public
+    );
+
+    // The last key cannot be retired; unknown kids are named.
+    let err = fails(&keygen(
+        tmp.path(),
+        &[
+            "retire",
+            "app-1",
+            "--kid",
+            &new_kid,
+            "--out-dir",
+            "k",
+            "--force",
+        ],
+    ));
+    assert!(err.contains("lock the app out"), "{err}");
+    let err = fails(&keygen(
+        tmp.path(),
+        &["retire", "app-1", "--kid", &old_kid, "--out-dir", "k"],
+    ));
+    assert!(err.contains("holds no key with kid"), "{err}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_message_and_no_file_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("not-a-dir"), b"x").unwrap();
+    fs::write(
+        tmp.path().join("corrupt.pem"),
+        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let long = "a".repeat(129);
+    let before = snapshot(tmp.path());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["new", "../x"], "invalid appId"),
+        (vec!["new", "a/b"], "invalid appId"),
+        (vec!["new", ""], "it is empty"),
+        (vec!["new", ".."], "invalid appId"),
+        (vec!["new", &long], "longer than 128"),
+        (vec!["new", "ok-app", "../x"], "invalid appId"),
+        (vec!["new"], "no appId given"),
+        (
+            vec!["new", "x", "--bits", "1024"],
+            "unsupported key size 1024: use 2048, 3072 or 4096",
+        ),
+        (
+            vec!["new", "x", "--out-dir", "not-a-dir/sub"],
+            "cannot create directory",
+        ),
+        (vec!["inspect", "corrupt.pem"], "damaged"),
+        (vec!["inspect", "missing.pem"], "cannot read"),
+        (vec!["rotate", "nobody"], "cannot read"),
+        (vec!["retire", "nobody", "--kid", "nope"], "not a key id"),
+    ];
+    for (args, expected) in cases {
+        let out = keygen(tmp.path(), &args);
+        let err = fails(&out);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        // The first line says what is wrong and what to do.
+        assert!(err.lines().next().unwrap().contains(expected), "{args:?}: {err}");
+    }
+    assert_eq!(snapshot(tmp.path()), before, "a refused run wrote files");
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite: unit, integration and end-to-end tests of every crate, and
+# the doc examples. End-to-end tests start the real binaries on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v openssl >/dev/null || { echo "the tests need openssl (an independent reader of our keys)"; exit 1; }
+cargo test --workspace --locked "$@"
