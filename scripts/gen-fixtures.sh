@@ -17,10 +17,12 @@ openssl rsa -in node/node-app_private.pem -RSAPublicKey_out -out keys/node-app_p
 [ -f keys/node-app_cert.pem ] || openssl req -x509 -key node/node-app_private.pem -subj /CN=node-app \
   -days 36500 -out keys/node-app_cert.pem
 # Keys that must be refused.
-[ -f keys/rsa1024_public.pem ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 2>/dev/null \
-  | openssl pkey -pubout -out keys/rsa1024_public.pem
-[ -f keys/ec_public.pem ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
-  | openssl pkey -pubout -out keys/ec_public.pem
+[ -f keys/rsa1024_private.pem ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out keys/rsa1024_private.pem 2>/dev/null
+openssl pkey -in keys/rsa1024_private.pem -pubout -out keys/rsa1024_public.pem
+[ -f keys/ec_private.pem ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out keys/ec_private.pem
+openssl pkey -in keys/ec_private.pem -pubout -out keys/ec_public.pem
+[ -f keys/encrypted_private.pem ] || openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:fixture \
+  -in keys/other_private.pem -out keys/encrypted_private.pem
 # A second RSA key, for "signed by another app's key" vectors.
 [ -f keys/other_private.pem ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out keys/other_private.pem 2>/dev/null
 openssl pkey -in keys/other_private.pem -pubout -out keys/other_public.pem

@@ -1,1 +1,25 @@
-//! x
+//! The calling side of appauth: a [`Signer`] that makes and caches RS512
+//! tokens for one app, and an [`AppAuthClient`] that sends them with every
+//! request (SPEC sections 2 and 9).
+//!
+//! ```
+//! use appauth_client::Signer;
+//! use appauth_core::PrivateKey;
+//!
+//! let key = PrivateKey::generate(2048).unwrap().to_pkcs8_pem().unwrap();
+//! let signer = Signer::builder("orders-service").key_pem(key).build()?;
+//! let first = signer.token()?;
+//! assert_eq!(first, signer.token()?); // cached: one signature
+//! assert_eq!(signer.signatures_made(), 1);
+//! # Ok::<(), appauth_client::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod http;
+mod signer;
+
+pub use error::Error;
+pub use http::{AppAuthClient, AppAuthClientBuilder, AuthedRequest, TokenHeader};
+pub use signer::{DEFAULT_TTL, IAT_BACKDATE, SERVER_MAX_LIFETIME, Signer, SignerBuilder};

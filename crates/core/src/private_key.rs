@@ -84,8 +84,13 @@ impl PrivateKey {
             .headers()
             .get("Proc-Type")
             .is_some_and(|v| v.contains("ENCRYPTED"));
-        let invalid = |e: aws_lc_rs::error::KeyRejected| Error::InvalidPrivateKey {
-            detail: format!("the key does not decode as RSA ({e})"),
+        let pkcs8 = block.tag() == "PRIVATE KEY";
+        let invalid = |e: aws_lc_rs::error::KeyRejected| match modulus_bits(block.contents(), pkcs8)
+        {
+            Some(bits) if bits < MIN_RSA_BITS => Error::KeyTooSmall { index: 1, bits },
+            _ => Error::InvalidPrivateKey {
+                detail: format!("the key does not decode as RSA ({e})"),
+            },
         };
         let (pair, format) = match block.tag() {
             "ENCRYPTED PRIVATE KEY" => return Err(Error::EncryptedPrivateKey),
@@ -174,6 +179,21 @@ impl PrivateKey {
             })?;
         Ok(signature)
     }
+}
+
+/// The modulus size of a PKCS#8 or PKCS#1 RSA private key, read from its
+/// structure alone (no key operation), to explain a rejection.
+fn modulus_bits(der: &[u8], pkcs8: bool) -> Option<usize> {
+    use rsa::pkcs1::der::Decode;
+    let pkcs1 = if pkcs8 {
+        rsa::pkcs8::PrivateKeyInfo::try_from(der).ok()?.private_key
+    } else {
+        der
+    };
+    let key = rsa::pkcs1::RsaPrivateKey::from_der(pkcs1).ok()?;
+    let n = key.modulus.as_bytes();
+    let lead = n.first().copied().unwrap_or(0);
+    Some(n.len() * 8 - lead.leading_zeros() as usize)
 }
 
 impl fmt::Debug for PrivateKey {

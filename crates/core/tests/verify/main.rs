@@ -507,3 +507,28 @@ fn pkcs1_private_keys_are_read_and_match_their_public_key() {
     let public = parse_public_bundle(&fixture("node/node-app_public.pem"), IAT, &[]).unwrap();
     assert_eq!(key.kid(), public[0].kid());
 }
+
+#[test]
+fn our_tokens_decode_with_jsonwebtoken_as_an_independent_implementation() {
+    let key = node_private();
+    let claims = Claims {
+        app_id: "node-app".into(),
+        iat: IAT,
+        exp: IAT + 300,
+        nbf: None,
+        jti: Some("j-1".into()),
+        aud: None,
+        iss: None,
+        extra: serde_json::Map::from_iter([("role".to_owned(), "batch".into())]),
+    };
+    let token = sign_token(&key, Algorithm::RS512, &claims).unwrap();
+    let decoding =
+        jsonwebtoken::DecodingKey::from_rsa_pem(&fixture("node/node-app_public.pem")).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS512);
+    validation.validate_exp = false; // the vector's clock is in the past
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
+    assert_eq!(data.claims["appId"], "node-app");
+    assert_eq!(data.claims["role"], "batch");
+    assert_eq!(data.header.kid.as_deref(), Some(key.kid().as_str()));
+}

@@ -300,7 +300,10 @@ fn bad_input_is_refused_with_a_message_and_no_file_written() {
         let err = fails(&out);
         assert!(err.contains(expected), "{args:?}: {err}");
         // The first line says what is wrong and what to do.
-        assert!(err.lines().next().unwrap().contains(expected), "{args:?}: {err}");
+        assert!(
+            err.lines().next().unwrap().contains(expected),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!(snapshot(tmp.path()), before, "a refused run wrote files");
 }

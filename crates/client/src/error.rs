@@ -1,0 +1,64 @@
+//! What the client can refuse or fail at.
+
+use std::path::PathBuf;
+
+/// An appauth-client error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // --- building a signer -------------------------------------------------
+    /// The appId breaks the grammar.
+    #[error(transparent)]
+    InvalidAppId(appauth_core::Error),
+
+    /// No private key was given to the builder.
+    #[error("no private key given: call key_file() or key_pem() on the signer builder")]
+    NoKey,
+
+    /// The private key file cannot be read.
+    #[error("cannot read private key {}: {source}", path.display())]
+    ReadKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The private key is unusable (encrypted, not RSA, too small, damaged).
+    #[error("private key{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    BadKey {
+        /// The file, when the key came from one.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        #[source]
+        source: appauth_core::Error,
+    },
+
+    /// A token lifetime outside what servers accept.
+    #[error(
+        "token lifetime {ttl}s is out of range: use 1 to {max}s (lifetime plus the {backdate}s \
+         iat backdating must stay within the server's default 3600s maximum)"
+    )]
+    InvalidTtl {
+        /// The lifetime asked for.
+        ttl: u64,
+        /// The largest allowed.
+        max: u64,
+        /// The iat backdating in force.
+        backdate: u64,
+    },
+
+    /// A claim the signer sets itself was passed as an extra claim.
+    #[error("claim \"{0}\" is set by the signer and cannot be overridden")]
+    ReservedClaim(String),
+
+    // --- signing and calling -----------------------------------------------
+    /// Signing failed in the crypto library.
+    #[error("signing failed: {0}")]
+    Sign(#[source] appauth_core::Error),
+
+    /// The HTTP request failed.
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+}

@@ -1,0 +1,165 @@
+//! A reqwest client that authenticates every request.
+
+use std::sync::Arc;
+
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+use crate::{Error, Signer};
+
+/// Which header carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenHeader {
+    /// `x-token: <jwt>`, as the Node recipe sends it (the default).
+    #[default]
+    XToken,
+    /// `Authorization: Bearer <jwt>` (RFC 6750).
+    Bearer,
+}
+
+/// An HTTP client that adds an appauth token to every request and, when the
+/// server answers 401, retries once with a freshly signed token (the server
+/// may have just rotated keys, or the clock may have jumped).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), appauth_client::Error> {
+/// use appauth_client::{AppAuthClient, Signer};
+/// let signer = Signer::builder("orders-service").key_file("orders-service_private.pem").build()?;
+/// let client = AppAuthClient::builder(signer).build()?;
+/// let users = client.get("http://127.0.0.1:8080/users").send().await?.text().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AppAuthClient {
+    http: reqwest::Client,
+    signer: Arc<Signer>,
+    header: TokenHeader,
+}
+
+/// Builds an [`AppAuthClient`].
+#[derive(Debug)]
+pub struct AppAuthClientBuilder {
+    signer: Arc<Signer>,
+    header: TokenHeader,
+    http: Option<reqwest::Client>,
+}
+
+impl AppAuthClientBuilder {
+    /// Sends the token in `Authorization: Bearer` or `x-token` (default).
+    pub fn header(mut self, header: TokenHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Uses a preconfigured reqwest client (timeouts, TLS roots, proxies).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<AppAuthClient, Error> {
+        let http = match self.http {
+            Some(h) => h,
+            None => reqwest::Client::builder().build()?,
+        };
+        Ok(AppAuthClient {
+            http,
+            signer: self.signer,
+            header: self.header,
+        })
+    }
+}
+
+impl AppAuthClient {
+    /// Starts building a client around `signer` (or an `Arc` of one).
+    pub fn builder(signer: impl Into<Arc<Signer>>) -> AppAuthClientBuilder {
+        AppAuthClientBuilder {
+            signer: signer.into(),
+            header: TokenHeader::default(),
+            http: None,
+        }
+    }
+
+    /// The underlying reqwest client, for anything this wrapper does not cover.
+    pub fn inner(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.signer
+    }
+
+    /// A request to `url`, sent with a token by [`AuthedRequest::send`].
+    pub fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> AuthedRequest<'_> {
+        AuthedRequest {
+            client: self,
+            builder: self.http.request(method, url),
+        }
+    }
+
+    /// `GET url`.
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> AuthedRequest<'_> {
+        self.request(Method::GET, url)
+    }
+
+    /// `POST url`.
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> AuthedRequest<'_> {
+        self.request(Method::POST, url)
+    }
+
+    fn authorize(&self, builder: RequestBuilder, token: &str) -> Result<RequestBuilder, Error> {
+        Ok(match self.header {
+            TokenHeader::XToken => {
+                builder.header(HeaderName::from_static("x-token"), header_value(token)?)
+            }
+            TokenHeader::Bearer => {
+                builder.header(AUTHORIZATION, header_value(&format!("Bearer {token}"))?)
+            }
+        })
+    }
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, Error> {
+    // Tokens are base64url and dots, always a valid header value; a failure
+    // here means a bug, reported rather than panicking.
+    HeaderValue::from_str(s).map_err(|_| {
+        Error::Sign(appauth_core::Error::InvalidPrivateKey {
+            detail: "token is not a valid header value".into(),
+        })
+    })
+}
+
+/// A request being prepared; reqwest's builder methods are reachable through
+/// [`AuthedRequest::with`].
+#[derive(Debug)]
+pub struct AuthedRequest<'c> {
+    client: &'c AppAuthClient,
+    builder: RequestBuilder,
+}
+
+impl AuthedRequest<'_> {
+    /// Applies any reqwest builder method: headers, body, query, timeout.
+    pub fn with(mut self, f: impl FnOnce(RequestBuilder) -> RequestBuilder) -> Self {
+        self.builder = f(self.builder);
+        self
+    }
+
+    /// Sends the request with a token; on 401, once more with a fresh token
+    /// (when the body can be replayed).
+    pub async fn send(self) -> Result<Response, Error> {
+        let client = self.client;
+        let token = client.signer.token()?;
+        let retry = self.builder.try_clone();
+        let response = client.authorize(self.builder, &token)?.send().await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(retry) = retry else {
+            return Ok(response);
+        };
+        let fresh = client.signer.refresh_after_rejection(&token)?;
+        Ok(client.authorize(retry, &fresh)?.send().await?)
+    }
+}

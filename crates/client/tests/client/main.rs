@@ -1,0 +1,329 @@
+//! The signer and the HTTP client against the core verifier, openssl, and a
+//! small real HTTP server on loopback.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+use appauth_client::{AppAuthClient, Error, Signer, TokenHeader};
+use appauth_core::{
+    Algorithm, AppId, Clock, ManualClock, PublicKey, Verifier, VerifyConfig, parse_public_bundle,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+const NOW: i64 = 1_800_000_000;
+
+fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(path)
+}
+
+fn node_signer(clock: Arc<ManualClock>) -> Signer {
+    Signer::builder("node-app")
+        .key_file(fixture("node/node-app_private.pem"))
+        .clock(clock)
+        .build()
+        .unwrap()
+}
+
+fn node_keys() -> HashMap<AppId, Arc<[PublicKey]>> {
+    let pem = std::fs::read(fixture("node/node-app_public.pem")).unwrap();
+    let keys = parse_public_bundle(&pem, NOW, &[Algorithm::RS512]).unwrap();
+    HashMap::from([(AppId::new("node-app").unwrap(), keys.into())])
+}
+
+fn json_part(token: &str, i: usize) -> serde_json::Value {
+    let part = token.split('.').nth(i).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[test]
+fn tokens_carry_kid_jti_and_backdated_iat_and_verify() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let signer = node_signer(clock.clone());
+    let token = signer.token().unwrap();
+    let header = json_part(&token, 0);
+    assert_eq!(header["alg"], "RS512");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["kid"], signer.kid().as_str());
+    let claims = json_part(&token, 1);
+    assert_eq!(claims["appId"], "node-app");
+    assert_eq!(claims["exp"], NOW + 300);
+    assert!(claims["iat"].as_i64().unwrap() < NOW, "iat is backdated");
+    assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
+
+    let verifier = Verifier::with_clock(VerifyConfig::default(), clock.clone());
+    let ok = verifier.verify(&token, &node_keys()).unwrap();
+    assert_eq!(ok.kid, *signer.kid());
+
+    // A new token gets a new jti.
+    clock.advance(290);
+    let next = signer.token().unwrap();
+    assert_ne!(json_part(&next, 1)["jti"], claims["jti"]);
+}
+
+#[test]
+fn openssl_verifies_our_signatures_independently() {
+    let signer = node_signer(Arc::new(ManualClock::new(NOW)));
+    let token = signer.token().unwrap();
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input"), input).unwrap();
+    std::fs::write(dir.path().join("sig"), URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+    let run = |input: &str| {
+        std::process::Command::new("openssl")
+            .args(["dgst", "-sha512", "-verify"])
+            .arg(fixture("node/node-app_public.pem"))
+            .arg("-signature")
+            .arg(dir.path().join("sig"))
+            .arg(dir.path().join(input))
+            .output()
+            .expect("openssl is installed")
+    };
+    let out = run("input");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Verified OK");
+    std::fs::write(dir.path().join("tampered"), format!("{input}x")).unwrap();
+    assert!(!run("tampered").status.success());
+}
+
+#[test]
+fn bad_keys_and_settings_fail_at_build_time() {
+    let build = |app: &str, key: &str, ttl: u64| {
+        Signer::builder(app)
+            .key_file(fixture(key))
+            .ttl(ttl)
+            .build()
+            .unwrap_err()
+    };
+    let ok_key = "node/node-app_private.pem";
+    let cases: Vec<(Error, &str)> = vec![
+        (
+            build("node-app", "missing.pem", 300),
+            "cannot read private key",
+        ),
+        (build("node-app", "keys", 300), "cannot read private key"),
+        (
+            build("node-app", "keys/ec_private.pem", 300),
+            "not an RSA private key",
+        ),
+        (
+            build("node-app", "keys/rsa1024_private.pem", 300),
+            "at least 2048 bits",
+        ),
+        (
+            build("node-app", "keys/encrypted_private.pem", 300),
+            "encrypted",
+        ),
+        (
+            build("node-app", "node/node-app_public.pem", 300),
+            "not an RSA private key",
+        ),
+        (build("../node-app", ok_key, 300), "invalid appId"),
+        (build("node-app", ok_key, 0), "out of range"),
+        (build("node-app", ok_key, 100_000), "out of range"),
+    ];
+    for (err, expected) in cases {
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    let no_key = Signer::builder("node-app").build().unwrap_err();
+    assert!(matches!(no_key, Error::NoKey));
+    let reserved = Signer::builder("node-app")
+        .key_file(fixture(ok_key))
+        .claim("exp", 1)
+        .build()
+        .unwrap_err();
+    assert!(matches!(reserved, Error::ReservedClaim(_)));
+}
+
+/// Many threads call token() across refresh and expiry boundaries: each
+/// refresh costs exactly one signature and nobody gets an expired token.
+#[test]
+fn one_signature_per_refresh_under_contention() {
+    const THREADS: usize = 16;
+    const CALLS: usize = 200;
+    let clock = Arc::new(ManualClock::new(NOW));
+    let signer = Arc::new(node_signer(clock.clone()));
+    // Phases: fresh start, inside the refresh window, past expiry, then
+    // twice more across windows.
+    let phases = [NOW, NOW + 250, NOW + 1000, NOW + 1250, NOW + 5000];
+    for (i, at) in phases.into_iter().enumerate() {
+        clock.set(at);
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (signer, barrier, clock) = (signer.clone(), barrier.clone(), clock.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..CALLS {
+                        let token = signer.token().unwrap();
+                        let exp = json_part(&token, 1)["exp"].as_i64().unwrap();
+                        assert!(exp > clock.now(), "expired token handed out");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(signer.signatures_made(), i as u64 + 1, "phase {i} at {at}");
+    }
+}
+
+/// A tiny HTTP/1.1 server: answers 401 to the first `fail_first` requests,
+/// 200 afterwards, and records the token headers it saw.
+struct TestServer {
+    url: String,
+    seen: Arc<Mutex<Vec<SeenHeaders>>>,
+}
+
+/// `(x-token, authorization)` of one request.
+type SeenHeaders = (Option<String>, Option<String>);
+
+async fn test_server(fail_first: usize) -> TestServer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, count) = (seen2.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let header = |name: &str| {
+                            head.lines()
+                                .find_map(|l| {
+                                    l.split_once(':')
+                                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                                })
+                                .map(|(_, v)| v.trim().to_owned())
+                        };
+                        seen.lock()
+                            .unwrap()
+                            .push((header("x-token"), header("authorization")));
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        let status = if n < fail_first {
+                            "401 Unauthorized"
+                        } else {
+                            "200 OK"
+                        };
+                        let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\nok");
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    TestServer { url, seen }
+}
+
+#[tokio::test]
+async fn client_sends_x_token_and_retries_once_on_401() {
+    let server = test_server(1).await;
+    let clock = Arc::new(ManualClock::new(NOW));
+    let client = AppAuthClient::builder(node_signer(clock)).build().unwrap();
+    let resp = client
+        .get(format!("{}/users", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one retry");
+    let (first, second) = (seen[0].0.clone().unwrap(), seen[1].0.clone().unwrap());
+    assert_ne!(first, second, "the retry carries a freshly signed token");
+    assert_eq!(client.signer().signatures_made(), 2);
+}
+
+#[tokio::test]
+async fn client_gives_up_after_one_retry_and_can_use_bearer() {
+    let server = test_server(usize::MAX).await;
+    let clock = Arc::new(ManualClock::new(NOW));
+    let client = AppAuthClient::builder(node_signer(clock))
+        .header(TokenHeader::Bearer)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("{}/orders", server.url))
+        .with(|b| b.body("{}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .all(|(x, a)| x.is_none() && a.as_deref().is_some_and(|a| a.starts_with("Bearer ey")))
+    );
+}
+
+#[test]
+fn appauth_token_prints_one_verifiable_token_or_a_clear_error() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_appauth-token"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let key = fixture("node/node-app_private.pem");
+    let out = run(&[
+        "--app-id",
+        "node-app",
+        "--key",
+        key.to_str().unwrap(),
+        "--ttl",
+        "60",
+        "--aud",
+        "data-api",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3);
+    let claims = json_part(token, 1);
+    assert_eq!(claims["aud"], "data-api");
+    let now = appauth_core::SystemClock.now();
+    let config = VerifyConfig {
+        audience: Some("data-api".into()),
+        ..Default::default()
+    };
+    let keys = node_keys();
+    assert!(Verifier::new(config).verify(token, &keys).is_ok());
+    assert!((claims["exp"].as_i64().unwrap() - now - 60).abs() <= 2);
+
+    let bad = run(&["--app-id", "a/b", "--key", key.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid appId"));
+    let bad = run(&["--app-id", "node-app", "--key", "/nonexistent.pem"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read private key"));
+    assert!(bad.stdout.is_empty());
+}
