@@ -1,33 +1,80 @@
 #!/usr/bin/env bash
-# The appauth walk-through: what a build pipeline does with appauth-keygen.
+# The whole of appauth in two minutes: a build pipeline makes keys, the API
+# server starts on loopback, two apps call it through the client crate, forged,
+# unknown and expired tokens are refused, and a key is rotated with no restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+ROOT=$PWD
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+note() { printf '   %s\n' "$*"; }
 
-say "Building appauth (release)"
-cargo build --release -q -p appauth-keygen
-KEYGEN=$PWD/target/release/appauth-keygen
+step "Building appauth (release; the first build takes a few minutes)"
+cargo build --release -q -p appauth-keygen -p appauth-server -p appauth-client --bins --example call-api
+BIN=$ROOT/target/release
+KEYGEN=$BIN/appauth-keygen TOKEN=$BIN/appauth-token CALL=$BIN/examples/call-api
+
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/keys" "$work/private"
 
-say "A build pipeline gives two apps their keypairs (private and public keys in separate folders)"
-"$KEYGEN" new orders-service billing-service --private-dir "$work/private" --public-dir "$work/public"
-ls -l "$work/private" "$work/public"
+step "1. The build pipeline gives two apps their keypairs"
+note "public keys go to the server's keys directory, private keys to each app only"
+"$KEYGEN" new orders-service billing-service --public-dir "$work/keys" --private-dir "$work/private"
 
-say "Re-running the pipeline is safe: without a flag it refuses to overwrite..."
-"$KEYGEN" new orders-service --private-dir "$work/private" --public-dir "$work/public" || true
-say "...and with --if-missing it skips apps that already have keys"
-"$KEYGEN" new orders-service --private-dir "$work/private" --public-dir "$work/public" --if-missing
+step "2. The API server starts, watching the keys directory"
+"$BIN/appauth-server" --keys-dir "$work/keys" --bind 127.0.0.1:0 >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  url=$(grep -o 'listening on http://[0-9.:]*' "$work/server.log" | head -1 | cut -d' ' -f3) || true
+  [ -n "${url:-}" ] && curl -sf "$url/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ -n "${url:-}" ] || { cat "$work/server.log"; echo "server did not start"; exit 1; }
+note "listening on $url (pid $server_pid); /readyz says: $(curl -s "$url/readyz")"
 
-say "Rotating orders-service: the new public key joins the bundle, the old private key is kept aside"
-"$KEYGEN" rotate orders-service --private-dir "$work/private" --public-dir "$work/public"
-"$KEYGEN" inspect "$work/public/orders-service_public.pem"
+step "3. Both apps call the API through the client crate (tokens signed and cached for them)"
+"$CALL" --app-id orders-service --key "$work/private/orders-service_private.pem" --url "$url" --path /whoami --path /users/2
+"$CALL" --app-id billing-service --key "$work/private/billing-service_private.pem" --url "$url" --path /users
 
-old=$("$KEYGEN" inspect "$work/public/orders-service_public.pem" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["keys"][0]["kid"])')
-say "Once every replica runs the new key, the old public key is retired"
-"$KEYGEN" retire orders-service --kid "$old" --private-dir "$work/private" --public-dir "$work/public"
-"$KEYGEN" inspect "$work/public/orders-service_public.pem"
+show() { # show LABEL TOKEN: one call to /users, status and the start of the body
+  code=$(curl -s -o "$work/body" -w '%{http_code}' -H "x-token: $2" "$url/users")
+  body=$(head -c 90 "$work/body")
+  note "$1"
+  note "   -> HTTP $code $body$( [ "$(wc -c <"$work/body")" -gt 90 ] && echo ...)"
+}
+step "4. Calls that must be refused"
+"$KEYGEN" new intruder --out-dir "$work/attacker" >/dev/null
+show "a forged token: signed by an attacker's key but claiming to be orders-service" \
+  "$("$TOKEN" --app-id orders-service --key "$work/attacker/intruder_private.pem")"
+show "an app the server has no key for" \
+  "$("$TOKEN" --app-id intruder --key "$work/attacker/intruder_private.pem")"
+cp tests/fixtures/node/node-app_public.pem "$work/keys/"
+sleep 1
+show "a token made by Node's jsonwebtoken in 2023 (its key is known, the token expired)" \
+  "$(python3 -c 'import json; print(json.load(open("tests/fixtures/node/tokens.json"))["recipe_rs512"])')"
+show "no token at all" ""
+show "junk" "not.a.token"
 
-say "Bad input is refused with a clear message and nothing written"
-"$KEYGEN" new ../etc/passwd --out-dir "$work/x" || true
-say "Done."
+step "5. Rotating orders-service's key, with the server running"
+old_token=$("$TOKEN" --app-id orders-service --key "$work/private/orders-service_private.pem")
+old_kid=$("$KEYGEN" inspect "$work/private/orders-service_private.pem" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["keys"][0]["kid"])')
+"$KEYGEN" rotate orders-service --public-dir "$work/keys" --private-dir "$work/private"
+sleep 1
+note "the app, now signing with its new key:"
+"$CALL" --app-id orders-service --key "$work/private/orders-service_private.pem" --url "$url" --path /whoami
+show "a token signed with the old key, still in the bundle" "$old_token"
+"$KEYGEN" retire orders-service --kid "$old_kid" --public-dir "$work/keys" --private-dir "$work/private"
+sleep 1
+show "the same old-key token after the old key is retired" "$old_token"
+
+step "6. What the server counted (/metrics)"
+curl -s "$url/metrics" | grep -E '^appauth_(requests_total\{.*\} [1-9]|apps_loaded|keys_loaded|rsa_verifications_total)' | sed 's/^/   /'
+
+step "7. Stopping the server (SIGTERM: in-flight requests drain)"
+kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
+note "done. Server log: $(wc -l <"$work/server.log") lines; rejections were logged with their reasons, never the tokens."

@@ -5,6 +5,7 @@
 //! operator never runs with half of what they wrote.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::signature::ParsedPublicKey;
 use rsa::pkcs1::DecodeRsaPublicKey;
@@ -14,6 +15,14 @@ use rsa::traits::PublicKeyParts;
 use x509_cert::der::{Decode, Encode};
 
 use crate::{Algorithm, Error, Kid};
+
+static RSA_VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many RSA signature verifications this process has run. Servers export
+/// it so operators (and tests) can see that junk tokens cost none.
+pub fn rsa_verifications() -> u64 {
+    RSA_VERIFICATIONS.load(Ordering::Relaxed)
+}
 
 /// The smallest RSA modulus appauth accepts.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -96,7 +105,10 @@ impl PublicKey {
         self.prepared
             .iter()
             .find(|(a, _)| *a == alg)
-            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+            .is_some_and(|(_, key)| {
+                RSA_VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
+                key.verify_sig(message, signature).is_ok()
+            })
     }
 }
 

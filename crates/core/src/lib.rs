@@ -52,7 +52,7 @@ pub use claims::{Audience, Claims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dangerous::MAX_TOKEN_LEN;
 pub use error::Error;
-pub use keys::{KeyFormat, MIN_RSA_BITS, PublicKey, parse_public_bundle};
+pub use keys::{KeyFormat, MIN_RSA_BITS, PublicKey, parse_public_bundle, rsa_verifications};
 pub use kid::Kid;
 pub use private_key::{GENERATED_KEY_BITS, PrivateKey, PrivateKeyFormat};
 pub use rejection::{Reason, Rejection};

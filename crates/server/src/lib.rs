@@ -1,1 +1,35 @@
-//! placeholder
+//! The appauth API server as a library: the watched [`KeyStore`], the
+//! [`AppAuth`] actix-web middleware any actix-web service can mount, the
+//! [`Metrics`], and [`run`], which the thin `appauth-server` binary calls
+//! (SPEC sections 3, 4 and 8).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use appauth_core::{Algorithm, SystemClock};
+//! use appauth_server::{KeyStore, Metrics};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = KeyStore::new(dir.path(), vec![Algorithm::RS512], Arc::new(SystemClock), Arc::new(Metrics::new()));
+//! store.full_scan()?;
+//! assert!(store.is_ready());
+//! assert_eq!(store.app_count(), 0);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod data;
+mod error;
+mod metrics;
+mod middleware;
+mod routes;
+mod server;
+mod store;
+mod watcher;
+
+pub use error::AuthError;
+pub use metrics::{Metrics, OutcomeLabels};
+pub use middleware::{AppAuth, Caller, KeySource, extract_token};
+pub use server::{Error, ServerConfig, init_logging, run};
+pub use store::{KeyStore, MAX_KEY_FILE_BYTES, ReloadReport};
+pub use watcher::{WatchConfig, WatcherHandle, watch};

@@ -1,1 +1,76 @@
-fn main() {}
+//! `appauth-server`: the command line over the `appauth_server` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use appauth_core::{Algorithm, VerifyConfig};
+use appauth_server::{ServerConfig, WatchConfig};
+use clap::Parser;
+
+/// The appauth API server: verifies appauth tokens against a watched keys directory.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Directory of <appId>_public.pem files, watched for changes.
+    #[arg(long, env = "APPAUTH_KEYS_DIR")]
+    keys_dir: PathBuf,
+    /// Address to listen on (port 0: any free port, logged at start-up).
+    #[arg(long, env = "APPAUTH_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Required token audience (aud); unset: aud is not checked.
+    #[arg(long, env = "APPAUTH_AUDIENCE")]
+    audience: Option<String>,
+    /// Clock skew tolerated on exp, nbf and iat, in seconds.
+    #[arg(long, env = "APPAUTH_LEEWAY", default_value_t = 30)]
+    leeway: u64,
+    /// Longest accepted token lifetime (exp - iat), in seconds.
+    #[arg(long, env = "APPAUTH_MAX_TOKEN_LIFETIME", default_value_t = 3600)]
+    max_token_lifetime: u64,
+    /// Accepted algorithms, comma-separated (RSA only: RS256..RS512, PS256..PS512).
+    #[arg(
+        long,
+        env = "APPAUTH_ALGORITHMS",
+        default_value = "RS512",
+        value_delimiter = ','
+    )]
+    algorithms: Vec<Algorithm>,
+    /// Seconds between full rescans of the keys directory.
+    #[arg(long, env = "APPAUTH_RESCAN_INTERVAL", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    rescan_interval: u64,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "APPAUTH_WORKERS")]
+    workers: Option<usize>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "APPAUTH_LOG_JSON")]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    appauth_server::init_logging(args.log_json);
+    let config = ServerConfig {
+        keys_dir: args.keys_dir,
+        bind: args.bind,
+        verify: VerifyConfig {
+            algorithms: args.algorithms,
+            leeway: args.leeway,
+            max_lifetime: args.max_token_lifetime,
+            audience: args.audience,
+        },
+        watch: WatchConfig {
+            rescan_interval: Duration::from_secs(args.rescan_interval),
+            ..WatchConfig::default()
+        },
+        workers: args.workers,
+        log_json: args.log_json,
+    };
+    match actix_web::rt::System::new().block_on(appauth_server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("appauth-server: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Prometheus metrics, served as text on `/metrics`.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use appauth_core::Reason;
+
+/// Labels of `appauth_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `accepted` or `rejected`.
+    pub outcome: &'static str,
+    /// The rejection reason, or `none`.
+    pub reason: &'static str,
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests on protected routes by outcome and reason.
+    pub requests: Family<OutcomeLabels, Counter>,
+    /// Time spent in token verification, in seconds.
+    pub verify_seconds: Histogram,
+    /// Apps with keys loaded.
+    pub apps_loaded: Gauge,
+    /// Public keys loaded across all apps.
+    pub keys_loaded: Gauge,
+    /// Snapshots published (one per reload that changed something).
+    pub reloads: Counter,
+    /// Full directory scans (start-up, periodic, Kubernetes swaps).
+    pub rescans: Counter,
+    /// Key files read.
+    pub key_file_reads: Counter,
+    /// Key files refused.
+    pub key_file_errors: Counter,
+    /// Private keys found in the keys directory.
+    pub private_keys_found: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("appauth");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests on protected routes, by outcome and rejection reason",
+            requests.clone(),
+        );
+        // Pre-register every label so dashboards see zeros, not gaps.
+        requests
+            .get_or_create(&OutcomeLabels {
+                outcome: "accepted",
+                reason: "none",
+            })
+            .inc_by(0);
+        for reason in Reason::ALL {
+            requests
+                .get_or_create(&OutcomeLabels {
+                    outcome: "rejected",
+                    reason: reason.as_str(),
+                })
+                .inc_by(0);
+        }
+        let verify_seconds = Histogram::new([
+            0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01,
+        ]);
+        registry.register(
+            "verify_seconds",
+            "Time spent verifying a token",
+            verify_seconds.clone(),
+        );
+        let apps_loaded = Gauge::default();
+        registry.register("apps_loaded", "Apps with keys loaded", apps_loaded.clone());
+        let keys_loaded = Gauge::default();
+        registry.register("keys_loaded", "Public keys loaded", keys_loaded.clone());
+        let reloads = Counter::default();
+        registry.register("key_reloads", "Key snapshots published", reloads.clone());
+        let rescans = Counter::default();
+        registry.register("key_rescans", "Full key directory scans", rescans.clone());
+        let key_file_reads = Counter::default();
+        registry.register("key_file_reads", "Key files read", key_file_reads.clone());
+        let key_file_errors = Counter::default();
+        registry.register(
+            "key_file_errors",
+            "Key files refused (their apps have no keys until fixed)",
+            key_file_errors.clone(),
+        );
+        let private_keys_found = Counter::default();
+        registry.register(
+            "private_keys_found",
+            "Private key files found in the keys directory (a misconfiguration)",
+            private_keys_found.clone(),
+        );
+        registry.register_collector(Box::new(RsaVerifications));
+        Self {
+            registry,
+            requests,
+            verify_seconds,
+            apps_loaded,
+            keys_loaded,
+            reloads,
+            rescans,
+            key_file_reads,
+            key_file_errors,
+            private_keys_found,
+        }
+    }
+
+    /// Counts one request's outcome.
+    pub fn record(&self, reason: Option<Reason>) {
+        let labels = match reason {
+            None => OutcomeLabels {
+                outcome: "accepted",
+                reason: "none",
+            },
+            Some(r) => OutcomeLabels {
+                outcome: "rejected",
+                reason: r.as_str(),
+            },
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process-wide RSA verification count kept by appauth-core.
+#[derive(Debug)]
+struct RsaVerifications;
+
+impl Collector for RsaVerifications {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(appauth_core::rsa_verifications());
+        let metric = encoder.encode_descriptor(
+            "rsa_verifications",
+            "RSA signature verifications run (junk tokens must not add to it)",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}

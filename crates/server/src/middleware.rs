@@ -1,0 +1,277 @@
+//! The actix-web middleware that puts appauth in front of any service.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix_web::{web, App, HttpServer, Responder};
+//! use appauth_core::{Verifier, VerifyConfig};
+//! use appauth_server::{AppAuth, Caller, KeyStore, Metrics};
+//!
+//! async fn hello(caller: Caller) -> impl Responder {
+//!     format!("hello, {}", caller.app_id)
+//! }
+//!
+//! # async fn run(store: Arc<KeyStore>, metrics: Arc<Metrics>) -> std::io::Result<()> {
+//! let gate = AppAuth::new(Verifier::new(VerifyConfig::default()), store, metrics);
+//! HttpServer::new(move || {
+//!     App::new().service(web::scope("/api").wrap(gate.clone()).route("/hello", web::get().to(hello)))
+//! })
+//! .bind("127.0.0.1:8080")?
+//! .run()
+//! .await
+//! # }
+//! ```
+
+use std::future::{Future, Ready, ready};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
+use appauth_core::{KeyProvider, Rejection, Verified, Verifier};
+
+use crate::error::AuthError;
+use crate::metrics::Metrics;
+
+/// A key source the middleware can use: keys plus a readiness flag.
+pub trait KeySource: KeyProvider + Send + Sync {
+    /// Whether keys are loaded; until then requests get 503.
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+impl KeySource for crate::KeyStore {
+    fn is_ready(&self) -> bool {
+        crate::KeyStore::is_ready(self)
+    }
+}
+
+impl KeySource for std::collections::HashMap<appauth_core::AppId, Arc<[appauth_core::PublicKey]>> {}
+
+/// The verified caller, available to handlers as an extractor.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Verified>);
+
+impl Deref for Caller {
+    type Target = Verified;
+    fn deref(&self) -> &Verified {
+        &self.0
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        // Absent only on a route the middleware does not wrap: refuse rather
+        // than serve an unauthenticated caller.
+        ready(
+            req.extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or(AuthError::Rejected(Rejection::MissingToken)),
+        )
+    }
+}
+
+/// The middleware factory: cheap to clone, one per worker.
+#[derive(Clone)]
+pub struct AppAuth {
+    state: Arc<GateState>,
+}
+
+struct GateState {
+    verifier: Verifier,
+    keys: Arc<dyn KeySource>,
+    metrics: Arc<Metrics>,
+}
+
+impl AppAuth {
+    /// A gate verifying with `verifier` against `keys`, counting in `metrics`.
+    pub fn new(verifier: Verifier, keys: Arc<dyn KeySource>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: Arc::new(GateState {
+                verifier,
+                keys,
+                metrics,
+            }),
+        }
+    }
+}
+
+impl GateState {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Verified, AuthError> {
+        if !self.keys.is_ready() {
+            return Err(AuthError::NotReady);
+        }
+        let token = extract_token(headers)?;
+        Ok(self.verifier.verify(token, self.keys.as_ref())?)
+    }
+}
+
+/// SPEC section 2: `x-token` or `Authorization: Bearer`; both with different
+/// values is refused.
+pub fn extract_token(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let mut x_tokens = headers.get_all("x-token");
+    let x_token = match (x_tokens.next(), x_tokens.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(v.to_str().map_err(|_| Rejection::NotThreeParts)?),
+        (Some(_), Some(_)) => return Err(Rejection::ConflictingTokens),
+    };
+    let mut auths = headers.get_all(AUTHORIZATION);
+    let bearer = match (auths.next(), auths.next()) {
+        (None, _) => None,
+        (Some(v), None) => {
+            let v = v.to_str().map_err(|_| Rejection::NotBearer)?;
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim())
+                }
+                // Another scheme (Basic for some other layer): ignored when an
+                // x-token is present, refused when it is the only credential.
+                _ if x_token.is_some() => None,
+                _ => return Err(Rejection::NotBearer),
+            }
+        }
+        (Some(_), Some(_)) => return Err(Rejection::ConflictingTokens),
+    };
+    match (x_token, bearer) {
+        (None, None) => Err(Rejection::MissingToken),
+        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (Some(a), Some(b)) if a == b => Ok(a),
+        (Some(_), Some(_)) => Err(Rejection::ConflictingTokens),
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for AppAuth
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = AppAuthMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AppAuthMiddleware {
+            service: Rc::new(service),
+            state: self.state.clone(),
+        }))
+    }
+}
+
+/// The per-worker middleware service.
+#[doc(hidden)]
+pub struct AppAuthMiddleware<S> {
+    service: Rc<S>,
+    state: Arc<GateState>,
+}
+
+impl<S, B> Service<ServiceRequest> for AppAuthMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let state = &self.state;
+        let started = Instant::now();
+        let result = state.authenticate(req.headers());
+        state
+            .metrics
+            .verify_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(verified) => {
+                state.metrics.record(None);
+                req.extensions_mut().insert(Caller(Arc::new(verified)));
+                let service = self.service.clone();
+                Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) })
+            }
+            Err(err) => {
+                if let AuthError::Rejected(rejection) = &err {
+                    state.metrics.record(Some(rejection.reason()));
+                    tracing::warn!(
+                        app_id = rejection.app_id().unwrap_or("-"),
+                        reason = rejection.reason().as_str(),
+                        detail = %rejection,
+                        method = %req.method(),
+                        path = req.path(),
+                        "request rejected"
+                    );
+                }
+                let response = err.error_response();
+                Box::pin(ready(Ok(req.into_response(response).map_into_right_body())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn token_extraction_follows_section_2() {
+        assert_eq!(
+            extract_token(&headers(&[("x-token", "a.b.c")])),
+            Ok("a.b.c")
+        );
+        assert_eq!(
+            extract_token(&headers(&[("authorization", "Bearer a.b.c")])),
+            Ok("a.b.c")
+        );
+        assert_eq!(
+            extract_token(&headers(&[
+                ("x-token", "a.b.c"),
+                ("authorization", "Bearer a.b.c")
+            ])),
+            Ok("a.b.c")
+        );
+        assert_eq!(
+            extract_token(&headers(&[
+                ("x-token", "a.b.c"),
+                ("authorization", "Bearer x.y.z")
+            ])),
+            Err(Rejection::ConflictingTokens)
+        );
+        assert_eq!(
+            extract_token(&headers(&[("x-token", "a.b.c"), ("x-token", "a.b.c")])),
+            Err(Rejection::ConflictingTokens)
+        );
+        assert_eq!(extract_token(&headers(&[])), Err(Rejection::MissingToken));
+        assert_eq!(
+            extract_token(&headers(&[("authorization", "Basic Zm9vOmJhcg==")])),
+            Err(Rejection::NotBearer)
+        );
+        assert_eq!(
+            extract_token(&headers(&[
+                ("x-token", "a.b.c"),
+                ("authorization", "Basic Zm9v")
+            ])),
+            Ok("a.b.c")
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The key store: every app's public keys in memory, swapped atomically.
+//!
+//! Requests read a snapshot (`ArcSwap` load, no lock, no disk). Reloads run
+//! on the watcher's thread: they stat files, re-read only the ones whose
+//! fingerprint changed, and publish a new snapshot in one store, so a request
+//! never sees half of a reload.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use appauth_core::files::{KeyFileName, classify_file_name};
+use appauth_core::{Algorithm, AppId, Clock, KeyProvider, PublicKey, parse_public_bundle};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use rayon::prelude::*;
+
+use crate::metrics::Metrics;
+
+/// A key bundle larger than this is refused unread: no sane bundle is.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
+type Snapshot = HashMap<AppId, Arc<[PublicKey]>>;
+
+/// What identifies a file's contents without reading it. Taken through
+/// symlinks, so a Kubernetes `..data` swap shows up as a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Fingerprint {
+    fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            Self {
+                dev: 0,
+                ino: 0,
+                len: meta.len(),
+                mtime_ns: mtime,
+                ctime_ns: 0,
+            }
+        }
+    }
+}
+
+/// One `<appId>_public.pem` as last read.
+struct FileState {
+    app: AppId,
+    fingerprint: Fingerprint,
+    /// `None` when the file failed to parse: the app then has no keys.
+    keys: Option<Arc<[PublicKey]>>,
+}
+
+/// What a reload did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Files read and accepted.
+    pub loaded: usize,
+    /// Files read and refused (their apps now have no keys).
+    pub failed: usize,
+    /// Files that disappeared (their apps now have no keys).
+    pub removed: usize,
+}
+
+/// Every app's keys, loaded from one flat directory.
+pub struct KeyStore {
+    dir: PathBuf,
+    algorithms: Vec<Algorithm>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    published: ArcSwap<Snapshot>,
+    /// Only the loader touches this; requests never do.
+    files: Mutex<HashMap<String, FileState>>,
+    warned_private: Mutex<HashSet<String>>,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("dir", &self.dir)
+            .field("apps", &self.published.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    /// An empty store for `dir`; call [`KeyStore::full_scan`] to load it.
+    /// Keys are prepared for `algorithms`, the verifier's allow-list.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        algorithms: Vec<Algorithm>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            dir: dir.into(),
+            algorithms,
+            clock,
+            metrics,
+            published: ArcSwap::from_pointee(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+            warned_private: Mutex::new(HashSet::new()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The watched directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the first full load has finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// How many apps have keys.
+    pub fn app_count(&self) -> usize {
+        self.published.load().len()
+    }
+
+    /// Reads the whole directory, re-reading only files whose fingerprint
+    /// changed since the last read. Marks the store ready.
+    pub fn full_scan(&self) -> std::io::Result<ReloadReport> {
+        let mut names = HashSet::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let Ok(entry) = entry else { continue };
+            if let Some(name) = entry.file_name().to_str() {
+                names.insert(name.to_owned());
+            }
+        }
+        // Files we knew that are gone.
+        names.extend(self.files.lock().keys().cloned());
+        let report = self.reload(names);
+        self.metrics.rescans.inc();
+        self.ready.store(true, Ordering::Release);
+        Ok(report)
+    }
+
+    /// Re-examines the named directory entries (from file-system events).
+    pub fn reload_names(&self, names: impl IntoIterator<Item = String>) -> ReloadReport {
+        self.reload(names.into_iter().collect())
+    }
+
+    fn reload(&self, names: HashSet<String>) -> ReloadReport {
+        let mut files = self.files.lock();
+        let mut report = ReloadReport::default();
+        let mut to_read = Vec::new();
+        for name in names {
+            match classify_file_name(&name) {
+                KeyFileName::Public(app) => {
+                    let path = self.dir.join(&name);
+                    match fs::metadata(&path) {
+                        Ok(meta) if meta.is_file() => {
+                            let fp = Fingerprint::of(&meta);
+                            if files.get(&name).map(|f| f.fingerprint) != Some(fp) {
+                                to_read.push((name, app, fp, path));
+                            }
+                        }
+                        _ => {
+                            if files.remove(&name).is_some() {
+                                tracing::info!(file = %name, app_id = %app, "key file removed: app has no keys now");
+                                report.removed += 1;
+                            }
+                        }
+                    }
+                }
+                KeyFileName::Private(_) => {
+                    if self.dir.join(&name).exists()
+                        && self.warned_private.lock().insert(name.clone())
+                    {
+                        tracing::warn!(
+                            file = %self.dir.join(&name).display(),
+                            "PRIVATE KEY in the server's keys directory: the server needs public keys \
+                             only; move this file out and give it only to its app"
+                        );
+                        self.metrics.private_keys_found.inc();
+                    }
+                }
+                KeyFileName::InvalidAppId(name) => {
+                    if self.dir.join(&name).exists() {
+                        tracing::warn!(file = %name, "ignoring key file: its name is not a valid appId");
+                    }
+                }
+                KeyFileName::Other => {}
+            }
+        }
+
+        let now = self.clock.now();
+        let read: Vec<_> = to_read
+            .into_par_iter()
+            .map(|(name, app, fp, path)| {
+                let result = read_bundle(&path, now, &self.algorithms);
+                (name, app, fp, path, result)
+            })
+            .collect();
+        for (name, app, fingerprint, path, result) in read {
+            self.metrics.key_file_reads.inc();
+            let keys = match result {
+                Ok(keys) => {
+                    tracing::debug!(file = %path.display(), app_id = %app, keys = keys.len(), "loaded key file");
+                    report.loaded += 1;
+                    Some(Arc::from(keys))
+                }
+                Err(reason) => {
+                    tracing::error!(
+                        file = %path.display(), app_id = %app, %reason,
+                        "refusing key file: this app's requests are rejected until it is fixed"
+                    );
+                    self.metrics.key_file_errors.inc();
+                    report.failed += 1;
+                    None
+                }
+            };
+            files.insert(
+                name,
+                FileState {
+                    app,
+                    fingerprint,
+                    keys,
+                },
+            );
+        }
+        if report != ReloadReport::default() {
+            self.publish(&files);
+        }
+        report
+    }
+
+    fn publish(&self, files: &HashMap<String, FileState>) {
+        let snapshot: Snapshot = files
+            .values()
+            .filter_map(|f| f.keys.clone().map(|k| (f.app.clone(), k)))
+            .collect();
+        let keys: usize = snapshot.values().map(|k| k.len()).sum();
+        self.metrics.apps_loaded.set(snapshot.len() as i64);
+        self.metrics.keys_loaded.set(keys as i64);
+        self.metrics.reloads.inc();
+        self.published.store(Arc::new(snapshot));
+    }
+}
+
+fn read_bundle(path: &Path, now: i64, algorithms: &[Algorithm]) -> Result<Vec<PublicKey>, String> {
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "file is {} bytes, over the {MAX_KEY_FILE_BYTES}-byte limit for a key bundle",
+            meta.len()
+        ));
+    }
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    parse_public_bundle(&bytes, now, algorithms).map_err(|e| e.to_string())
+}
+
+impl KeyProvider for KeyStore {
+    fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>> {
+        self.published.load().get(app).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appauth_core::{PrivateKey, SystemClock};
+
+    fn store(dir: &Path) -> KeyStore {
+        KeyStore::new(
+            dir,
+            vec![Algorithm::RS512],
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn app(s: &str) -> AppId {
+        AppId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_bad_file_fails_closed_for_its_app_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PrivateKey::generate(2048)
+            .unwrap()
+            .public_key_pem()
+            .unwrap();
+        fs::write(dir.path().join("good_public.pem"), &key).unwrap();
+        fs::write(dir.path().join("bad_public.pem"), "garbage").unwrap();
+        fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let s = store(dir.path());
+        let report = s.full_scan().unwrap();
+        assert_eq!((report.loaded, report.failed), (1, 1));
+        assert!(s.keys_for(&app("good")).is_some());
+        assert!(s.keys_for(&app("bad")).is_none());
+        assert!(s.is_ready());
+
+        // A scan with nothing changed reads nothing.
+        assert_eq!(s.full_scan().unwrap(), ReloadReport::default());
+
+        // Replacing the good file with garbage removes its keys.
+        fs::write(dir.path().join("good_public.pem"), "garbage!").unwrap();
+        s.reload_names(["good_public.pem".to_owned()]);
+        assert!(s.keys_for(&app("good")).is_none());
+
+        fs::remove_file(dir.path().join("good_public.pem")).unwrap();
+        assert_eq!(s.reload_names(["good_public.pem".to_owned()]).removed, 1);
+    }
+}

@@ -1,0 +1,194 @@
+//! Follows the keys directory: file-system events, debounced, plus a periodic
+//! full rescan as a safety net for lost events.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher as _};
+
+use crate::KeyStore;
+
+/// Timing of the watcher.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchConfig {
+    /// Quiet time after the last event before a batch is applied, so a file
+    /// written in several steps is read once it is whole. Default: 50 ms.
+    pub debounce: Duration,
+    /// Longest a batch waits under a constant stream of events. Default:
+    /// 300 ms, which keeps every change visible well within 1 s.
+    pub max_delay: Duration,
+    /// Full rescan interval. Default: 60 s.
+    pub rescan_interval: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(50),
+            max_delay: Duration::from_millis(300),
+            rescan_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+enum Message {
+    Fs(notify::Result<notify::Event>),
+    Stop,
+}
+
+/// A running watcher; dropping it stops the thread.
+pub struct WatcherHandle {
+    tx: mpsc::Sender<Message>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WatcherHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WatcherHandle")
+    }
+}
+
+impl Drop for WatcherHandle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Message::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts watching `store`'s directory on a thread of its own. Every event
+/// names the entries that changed; entries Kubernetes uses for its atomic
+/// swap (`..data`, `..2024_...`) trigger a full rescan, which re-reads only
+/// files whose fingerprint changed.
+pub fn watch(store: Arc<KeyStore>, config: WatchConfig) -> notify::Result<WatcherHandle> {
+    let (tx, rx) = mpsc::channel();
+    let events = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events.send(Message::Fs(event));
+    })?;
+    watcher.watch(store.dir(), RecursiveMode::NonRecursive)?;
+    let thread = thread::Builder::new()
+        .name("appauth-key-watcher".into())
+        .spawn(move || {
+            // Owned here so the OS watch lives exactly as long as the loop.
+            let _watcher = watcher;
+            run(&store, &rx, config);
+        })
+        .map_err(notify::Error::io)?;
+    Ok(WatcherHandle {
+        tx,
+        thread: Some(thread),
+    })
+}
+
+fn run(store: &KeyStore, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
+    let mut next_rescan = Instant::now() + config.rescan_interval;
+    loop {
+        let wait = next_rescan.saturating_duration_since(Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                rescan(store, "periodic");
+                next_rescan = Instant::now() + config.rescan_interval;
+                continue;
+            }
+            Ok(Message::Fs(event)) => event,
+        };
+        let mut batch = Batch::default();
+        batch.add(first);
+        let started = Instant::now();
+        loop {
+            let left = config.max_delay.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(config.debounce.min(left)) {
+                Ok(Message::Fs(event)) => batch.add(event),
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => break,
+            }
+        }
+        if batch.full_rescan {
+            rescan(store, batch.why);
+            next_rescan = Instant::now() + config.rescan_interval;
+        } else if !batch.names.is_empty() {
+            let report = store.reload_names(batch.names);
+            if report.loaded + report.failed + report.removed > 0 {
+                tracing::info!(
+                    loaded = report.loaded,
+                    failed = report.failed,
+                    removed = report.removed,
+                    apps = store.app_count(),
+                    "keys reloaded"
+                );
+            }
+        }
+    }
+}
+
+fn rescan(store: &KeyStore, why: &str) {
+    match store.full_scan() {
+        Ok(report) if report.loaded + report.failed + report.removed > 0 => tracing::info!(
+            why,
+            loaded = report.loaded,
+            failed = report.failed,
+            removed = report.removed,
+            apps = store.app_count(),
+            "key directory rescanned"
+        ),
+        Ok(_) => tracing::debug!(why, "key directory rescanned: no change"),
+        Err(e) => tracing::error!(
+            dir = %store.dir().display(), error = %e,
+            "cannot list the keys directory; keeping the keys already loaded"
+        ),
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    names: HashSet<String>,
+    full_rescan: bool,
+    why: &'static str,
+}
+
+impl Batch {
+    fn add(&mut self, event: notify::Result<notify::Event>) {
+        match event {
+            Ok(event) => {
+                if event.need_rescan() {
+                    self.rescan("the OS dropped file events");
+                }
+                for path in &event.paths {
+                    self.add_path(path);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watch error; rescanning");
+                self.rescan("watch error");
+            }
+        }
+    }
+
+    fn add_path(&mut self, path: &Path) {
+        match path.file_name().and_then(|n| n.to_str()) {
+            // Kubernetes' atomic writer swaps the `..data` symlink to a new
+            // `..<timestamp>` directory: every key may have changed.
+            Some(name) if name.starts_with("..") => self.rescan("Kubernetes ..data swap"),
+            Some(name) => {
+                self.names.insert(name.to_owned());
+            }
+            // The directory itself (moved, deleted or its attributes changed).
+            None => self.rescan("directory event"),
+        }
+    }
+
+    fn rescan(&mut self, why: &'static str) {
+        self.full_rescan = true;
+        self.why = why;
+    }
+}
