@@ -196,8 +196,10 @@ pub enum Rejection {
         expected: String,
     },
     /// On the revocation list.
-    #[error("token is revoked ({rule})")]
+    #[error("token of app {app_id} is revoked (rule: {rule})")]
     Revoked {
+        /// The appId.
+        app_id: String,
         /// Which rule matched, e.g. `jti`, `app before`, `kid`.
         rule: &'static str,
     },
@@ -242,7 +244,8 @@ impl Rejection {
         match self {
             Self::UnknownApp { app_id }
             | Self::UnknownKid { app_id, .. }
-            | Self::BadSignature { app_id } => Some(app_id),
+            | Self::BadSignature { app_id }
+            | Self::Revoked { app_id, .. } => Some(app_id),
             _ => None,
         }
     }

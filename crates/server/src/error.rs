@@ -16,6 +16,42 @@ pub enum AuthError {
     Rejected(Rejection),
     /// The first key load has not finished: 503, try again shortly.
     NotReady,
+    /// The policy does not allow this route for this app: 403.
+    Forbidden {
+        /// The verified caller.
+        app_id: String,
+        /// `route_not_allowed` or `path_not_canonical`.
+        reason: &'static str,
+    },
+    /// Over the app's rate: 429.
+    RateLimited {
+        /// The verified caller.
+        app_id: String,
+        /// Whole seconds until a request would be allowed (at least 1).
+        retry_after_secs: u64,
+    },
+}
+
+impl AuthError {
+    /// `(outcome, reason)` for metrics and logs.
+    pub fn outcome(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Rejected(r) => ("rejected", r.reason().as_str()),
+            Self::NotReady => ("unavailable", "keys_loading"),
+            Self::Forbidden { reason, .. } => ("forbidden", reason),
+            Self::RateLimited { .. } => ("rate_limited", "rate_exceeded"),
+        }
+    }
+
+    /// The caller's appId, when it is known (verified, or at least
+    /// grammar-checked for a rejection).
+    pub fn app_id(&self) -> Option<&str> {
+        match self {
+            Self::Rejected(r) => r.app_id(),
+            Self::NotReady => None,
+            Self::Forbidden { app_id, .. } | Self::RateLimited { app_id, .. } => Some(app_id),
+        }
+    }
 }
 
 impl fmt::Display for AuthError {
@@ -23,6 +59,16 @@ impl fmt::Display for AuthError {
         match self {
             Self::Rejected(r) => write!(f, "{r}"),
             Self::NotReady => f.write_str("keys are still loading"),
+            Self::Forbidden { app_id, reason } => {
+                write!(f, "app {app_id} forbidden by policy ({reason})")
+            }
+            Self::RateLimited {
+                app_id,
+                retry_after_secs,
+            } => write!(
+                f,
+                "app {app_id} rate limited; retry after {retry_after_secs}s"
+            ),
         }
     }
 }
@@ -40,6 +86,8 @@ impl ResponseError for AuthError {
         match self {
             Self::Rejected(_) => StatusCode::UNAUTHORIZED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -59,6 +107,15 @@ impl ResponseError for AuthError {
             Self::NotReady => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
                 resp.json(serde_json::json!({ "error": "not_ready", "reason": "keys_loading" }))
+            }
+            Self::Forbidden { reason, .. } => {
+                resp.json(serde_json::json!({ "error": "forbidden", "reason": reason }))
+            }
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.max(&1).to_string()));
+                resp.json(serde_json::json!({ "error": "rate_limited", "reason": "rate_exceeded" }))
             }
         }
     }

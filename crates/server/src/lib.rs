@@ -18,18 +18,23 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod access;
 pub mod data;
 mod error;
+mod fingerprint;
 mod metrics;
 mod middleware;
+pub mod policy;
+pub mod revocation;
 mod routes;
 mod server;
 mod store;
 mod watcher;
 
+pub use access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE, content_version};
 pub use error::AuthError;
 pub use metrics::{Metrics, OutcomeLabels};
 pub use middleware::{AppAuth, Caller, KeySource, extract_token};
-pub use server::{Error, ServerConfig, init_logging, run};
+pub use server::{Error, ServerConfig, check_config, init_logging, run};
 pub use store::{KeyStore, MAX_KEY_FILE_BYTES, ReloadReport};
-pub use watcher::{WatchConfig, WatcherHandle, watch};
+pub use watcher::{Reload, WatchConfig, WatcherHandle, watch};

@@ -39,6 +39,15 @@ struct Args {
     #[arg(long, env = "APPAUTH_RESCAN_INTERVAL", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     rescan_interval: u64,
+    /// TOML route policy and rate limits, hot-reloaded (default: none, every app may call every route).
+    #[arg(long, env = "APPAUTH_POLICY")]
+    policy: Option<PathBuf>,
+    /// Revocation list, hot-reloaded (default: revoked.txt in the keys directory).
+    #[arg(long, env = "APPAUTH_REVOCATIONS")]
+    revocations: Option<PathBuf>,
+    /// Validate the keys directory, policy and revocations, print what is wrong, and exit.
+    #[arg(long)]
+    check_config: bool,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "APPAUTH_WORKERS")]
     workers: Option<usize>,
@@ -49,7 +58,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    appauth_server::init_logging(args.log_json);
+    if !args.check_config {
+        appauth_server::init_logging(args.log_json);
+    }
     let config = ServerConfig {
         keys_dir: args.keys_dir,
         bind: args.bind,
@@ -63,9 +74,25 @@ fn main() -> ExitCode {
             rescan_interval: Duration::from_secs(args.rescan_interval),
             ..WatchConfig::default()
         },
+        policy: args.policy,
+        revocations: args.revocations,
         workers: args.workers,
         log_json: args.log_json,
     };
+    if args.check_config {
+        return match appauth_server::check_config(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("appauth-server: {p}");
+                }
+                ExitCode::FAILURE
+            }
+        };
+    }
     match actix_web::rt::System::new().block_on(appauth_server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

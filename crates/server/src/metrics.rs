@@ -19,6 +19,22 @@ pub struct OutcomeLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `appauth_config_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    /// `policy` or `revocations`.
+    pub file: &'static str,
+    /// Content hash of the version in force, or `none`.
+    pub version: String,
+}
+
+/// Labels of `appauth_config_reload_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    /// `policy` or `revocations`.
+    pub file: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -41,6 +57,11 @@ pub struct Metrics {
     pub key_file_errors: Counter,
     /// Private keys found in the keys directory.
     pub private_keys_found: Counter,
+    /// Rules in the revocation list in force.
+    pub revocation_rules: Gauge,
+    config_info: Family<ConfigLabels, Gauge>,
+    config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
+    config_reload_errors: Family<FileLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +95,15 @@ impl Metrics {
                 })
                 .inc_by(0);
         }
+        for (outcome, reason) in [
+            ("forbidden", "route_not_allowed"),
+            ("forbidden", "path_not_canonical"),
+            ("rate_limited", "rate_exceeded"),
+        ] {
+            requests
+                .get_or_create(&OutcomeLabels { outcome, reason })
+                .inc_by(0);
+        }
         let verify_seconds = Histogram::new([
             0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01,
         ]);
@@ -104,6 +134,29 @@ impl Metrics {
             "Private key files found in the keys directory (a misconfiguration)",
             private_keys_found.clone(),
         );
+        let revocation_rules = Gauge::default();
+        registry.register(
+            "revocation_rules",
+            "Rules in the revocation list in force",
+            revocation_rules.clone(),
+        );
+        let config_info = Family::<ConfigLabels, Gauge>::default();
+        registry.register(
+            "config_info",
+            "Content hash of the policy and revocation list in force",
+            config_info.clone(),
+        );
+        let config_reload_errors = Family::<FileLabels, Counter>::default();
+        registry.register(
+            "config_reload_errors",
+            "Policy or revocation reloads refused (the previous version stays in force)",
+            config_reload_errors.clone(),
+        );
+        for file in ["policy", "revocations"] {
+            config_reload_errors
+                .get_or_create(&FileLabels { file })
+                .inc_by(0);
+        }
         registry.register_collector(Box::new(RsaVerifications));
         Self {
             registry,
@@ -116,22 +169,42 @@ impl Metrics {
             key_file_reads,
             key_file_errors,
             private_keys_found,
+            revocation_rules,
+            config_info,
+            config_versions: parking_lot::Mutex::new(Vec::new()),
+            config_reload_errors,
         }
     }
 
-    /// Counts one request's outcome.
-    pub fn record(&self, reason: Option<Reason>) {
-        let labels = match reason {
-            None => OutcomeLabels {
-                outcome: "accepted",
-                reason: "none",
-            },
-            Some(r) => OutcomeLabels {
-                outcome: "rejected",
-                reason: r.as_str(),
-            },
-        };
-        self.requests.get_or_create(&labels).inc();
+    /// Records which version of `file` is in force.
+    pub fn set_config_version(&self, file: &'static str, version: &str) {
+        let mut versions = self.config_versions.lock();
+        versions.retain(|(f, _)| *f != file);
+        versions.push((file, version.to_owned()));
+        self.config_info.clear();
+        for (file, version) in versions.iter() {
+            self.config_info
+                .get_or_create(&ConfigLabels {
+                    file,
+                    version: version.clone(),
+                })
+                .set(1);
+        }
+    }
+
+    /// Counts a refused reload of `file`.
+    pub fn config_reload_error(&self, file: &'static str) {
+        self.config_reload_errors
+            .get_or_create(&FileLabels { file })
+            .inc();
+    }
+
+    /// Counts one request's outcome: `accepted`/`none`, `rejected`/<reason>,
+    /// `forbidden`/<reason>, `rate_limited`/`rate_exceeded`.
+    pub fn record(&self, outcome: &'static str, reason: &'static str) {
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome, reason })
+            .inc();
     }
 
     /// The registry in Prometheus text format.

@@ -31,6 +31,8 @@ use std::time::Instant;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+
+use crate::access::AccessControl;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
 use appauth_core::{KeyProvider, Rejection, Verified, Verifier};
 
@@ -90,6 +92,7 @@ struct GateState {
     verifier: Verifier,
     keys: Arc<dyn KeySource>,
     metrics: Arc<Metrics>,
+    access: Option<Arc<AccessControl>>,
 }
 
 impl AppAuth {
@@ -100,18 +103,37 @@ impl AppAuth {
                 verifier,
                 keys,
                 metrics,
+                access: None,
             }),
+        }
+    }
+
+    /// Adds revocation, route policy and rate limits (SPEC section 3 steps
+    /// 7-9), checked only once a token has verified.
+    pub fn with_access(self, access: Arc<AccessControl>) -> Self {
+        let state = GateState {
+            verifier: self.state.verifier.clone(),
+            keys: self.state.keys.clone(),
+            metrics: self.state.metrics.clone(),
+            access: Some(access),
+        };
+        Self {
+            state: Arc::new(state),
         }
     }
 }
 
 impl GateState {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Verified, AuthError> {
+    fn authenticate(&self, req: &ServiceRequest) -> Result<Verified, AuthError> {
         if !self.keys.is_ready() {
             return Err(AuthError::NotReady);
         }
-        let token = extract_token(headers)?;
-        Ok(self.verifier.verify(token, self.keys.as_ref())?)
+        let token = extract_token(req.headers())?;
+        let verified = self.verifier.verify(token, self.keys.as_ref())?;
+        if let Some(access) = &self.access {
+            access.check(&verified, req.method().as_str(), req.path())?;
+        }
+        Ok(verified)
     }
 }
 
@@ -189,30 +211,30 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let state = &self.state;
         let started = Instant::now();
-        let result = state.authenticate(req.headers());
+        let result = state.authenticate(&req);
         state
             .metrics
             .verify_seconds
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(verified) => {
-                state.metrics.record(None);
+                state.metrics.record("accepted", "none");
                 req.extensions_mut().insert(Caller(Arc::new(verified)));
                 let service = self.service.clone();
                 Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) })
             }
             Err(err) => {
-                if let AuthError::Rejected(rejection) = &err {
-                    state.metrics.record(Some(rejection.reason()));
-                    tracing::warn!(
-                        app_id = rejection.app_id().unwrap_or("-"),
-                        reason = rejection.reason().as_str(),
-                        detail = %rejection,
-                        method = %req.method(),
-                        path = req.path(),
-                        "request rejected"
-                    );
-                }
+                let (outcome, reason) = err.outcome();
+                state.metrics.record(outcome, reason);
+                tracing::warn!(
+                    app_id = err.app_id().unwrap_or("-"),
+                    outcome,
+                    reason,
+                    detail = %err,
+                    method = %req.method(),
+                    path = req.path(),
+                    "request refused"
+                );
                 let response = err.error_response();
                 Box::pin(ready(Ok(req.into_response(response).map_into_right_body())))
             }

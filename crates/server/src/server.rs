@@ -1,14 +1,16 @@
 //! Assembling and running the API server.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use appauth_core::{Clock, SystemClock, Verifier, VerifyConfig};
 
+use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
 use crate::middleware::AppAuth;
-use crate::watcher::{self, WatchConfig};
+use crate::watcher::{self, Reload, WatchConfig};
 use crate::{KeyStore, Metrics, routes};
 
 /// Everything the server is started with.
@@ -23,6 +25,11 @@ pub struct ServerConfig {
     pub verify: VerifyConfig,
     /// Watcher timing and rescan interval.
     pub watch: WatchConfig,
+    /// The TOML route policy; `None`: every verified app may call every
+    /// route, with no rate limit.
+    pub policy: Option<PathBuf>,
+    /// The revocation list; `None`: `revoked.txt` in the keys directory.
+    pub revocations: Option<PathBuf>,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Log as JSON lines instead of text.
@@ -62,9 +69,153 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The policy or revocation file is unusable.
+    #[error("{}", list(.0))]
+    Config(Vec<ConfigFileError>),
     /// The server stopped with an I/O error.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn list(errors: &[ConfigFileError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ServerConfig {
+    /// The revocation file in force.
+    pub fn revocations_path(&self) -> PathBuf {
+        self.revocations
+            .clone()
+            .unwrap_or_else(|| self.keys_dir.join(DEFAULT_REVOCATIONS_FILE))
+    }
+}
+
+/// What the watcher reloads: keys, revocations and policy.
+struct Reloader {
+    store: Arc<KeyStore>,
+    access: Arc<AccessControl>,
+}
+
+impl Reload for Reloader {
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.store.dir().to_path_buf()];
+        dirs.extend(self.access.watched_files().into_iter().map(|(d, _)| d));
+        dirs
+    }
+
+    fn changed(&self, dir: &Path, names: HashSet<String>) {
+        let config_changed = self
+            .access
+            .watched_files()
+            .iter()
+            .any(|(d, f)| d == dir && names.contains(f));
+        if dir == self.store.dir() {
+            let report = self.store.reload_names(names);
+            if report.loaded + report.failed + report.removed > 0 {
+                tracing::info!(
+                    loaded = report.loaded,
+                    failed = report.failed,
+                    removed = report.removed,
+                    apps = self.store.app_count(),
+                    "keys reloaded"
+                );
+            }
+        }
+        if config_changed {
+            self.access.reload_changed();
+        }
+    }
+
+    fn rescan(&self, why: &str) {
+        match self.store.full_scan() {
+            Ok(report) if report.loaded + report.failed + report.removed > 0 => tracing::info!(
+                why,
+                loaded = report.loaded,
+                failed = report.failed,
+                removed = report.removed,
+                apps = self.store.app_count(),
+                "key directory rescanned"
+            ),
+            Ok(_) => tracing::debug!(why, "key directory rescanned: no change"),
+            Err(e) => tracing::error!(
+                dir = %self.store.dir().display(), error = %e,
+                "cannot list the keys directory; keeping the keys already loaded"
+            ),
+        }
+        self.access.reload_changed();
+        self.access.shrink();
+    }
+}
+
+/// `--check-config`: reads the keys directory, policy and revocations the
+/// way the server would and reports every problem. `Ok` holds a summary.
+pub fn check_config(config: &ServerConfig) -> Result<String, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut apps = 0;
+    match std::fs::read_dir(&config.keys_dir) {
+        Err(e) => problems.push(format!("keys directory {}: {e}", config.keys_dir.display())),
+        Ok(entries) => {
+            let now = appauth_core::Clock::now(&SystemClock);
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            names.sort();
+            for name in names {
+                use appauth_core::files::{KeyFileName, classify_file_name};
+                let path = config.keys_dir.join(&name);
+                match classify_file_name(&name) {
+                    KeyFileName::Public(_) => {
+                        let parsed =
+                            std::fs::read(&path)
+                                .map_err(|e| e.to_string())
+                                .and_then(|b| {
+                                    appauth_core::parse_public_bundle(
+                                        &b,
+                                        now,
+                                        &config.verify.algorithms,
+                                    )
+                                    .map_err(|e| e.to_string())
+                                });
+                        match parsed {
+                            Ok(_) => apps += 1,
+                            Err(e) => problems.push(format!("{}: {e}", path.display())),
+                        }
+                    }
+                    KeyFileName::Private(_) => problems.push(format!(
+                        "{}: a private key does not belong in the server's keys directory",
+                        path.display()
+                    )),
+                    KeyFileName::InvalidAppId(_) => problems.push(format!(
+                        "{}: the name is not <appId>_public.pem with a valid appId",
+                        path.display()
+                    )),
+                    KeyFileName::Other => {}
+                }
+            }
+        }
+    }
+    let metrics = Arc::new(Metrics::new());
+    if let Err(errors) =
+        AccessControl::load(config.policy.clone(), config.revocations_path(), metrics)
+    {
+        problems.extend(errors.iter().map(ToString::to_string));
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "ok: {apps} app key file(s), policy {}, revocations {}",
+            config
+                .policy
+                .as_ref()
+                .map_or("none".into(), |p| p.display().to_string()),
+            config.revocations_path().display()
+        ))
+    } else {
+        Err(problems)
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
@@ -96,8 +247,20 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         clock.clone(),
         metrics.clone(),
     ));
+    let access = Arc::new(
+        AccessControl::load(
+            config.policy.clone(),
+            config.revocations_path(),
+            metrics.clone(),
+        )
+        .map_err(Error::Config)?,
+    );
     // Watch before the first scan, so nothing written during it is missed.
-    let watcher = watcher::watch(store.clone(), config.watch).map_err(|source| Error::Watch {
+    let reloader = Arc::new(Reloader {
+        store: store.clone(),
+        access: access.clone(),
+    });
+    let watcher = watcher::watch(reloader, config.watch).map_err(|source| Error::Watch {
         dir: config.keys_dir.clone(),
         source,
     })?;
@@ -121,7 +284,8 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         Verifier::with_clock(config.verify.clone(), clock),
         store.clone(),
         metrics.clone(),
-    );
+    )
+    .with_access(access);
     let store_data = web::Data::new(store.clone());
     let metrics_data = web::Data::new(metrics.clone());
     let mut server = HttpServer::new(move || {
@@ -161,6 +325,8 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         leeway_s = config.verify.leeway,
         max_token_lifetime_s = config.verify.max_lifetime,
         audience = config.verify.audience.as_deref().unwrap_or("-"),
+        policy = %config.policy.as_ref().map_or("none (every app may call every route)".into(), |p| p.display().to_string()),
+        revocations = %config.revocations_path().display(),
         "verifying tokens"
     );
     server.run().await?;

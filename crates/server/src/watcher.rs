@@ -1,8 +1,8 @@
 //! Follows the keys directory: file-system events, debounced, plus a periodic
 //! full rescan as a safety net for lost events.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
@@ -10,7 +10,16 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::KeyStore;
+/// What the watcher drives: the key store, and the policy and revocation
+/// files beside it.
+pub trait Reload: Send + Sync + 'static {
+    /// Directories to watch (non-recursively).
+    fn dirs(&self) -> Vec<PathBuf>;
+    /// Entries `names` of `dir` changed.
+    fn changed(&self, dir: &Path, names: HashSet<String>);
+    /// Re-examine everything (periodic, or events were lost).
+    fn rescan(&self, why: &str);
+}
 
 /// Timing of the watcher.
 #[derive(Debug, Clone, Copy)]
@@ -61,23 +70,28 @@ impl Drop for WatcherHandle {
     }
 }
 
-/// Starts watching `store`'s directory on a thread of its own. Every event
-/// names the entries that changed; entries Kubernetes uses for its atomic
-/// swap (`..data`, `..2024_...`) trigger a full rescan, which re-reads only
-/// files whose fingerprint changed.
-pub fn watch(store: Arc<KeyStore>, config: WatchConfig) -> notify::Result<WatcherHandle> {
+/// Starts watching the target's directories on a thread of its own. Every
+/// event names the entries that changed; entries Kubernetes uses for its
+/// atomic swap (`..data`, `..2024_...`) trigger a full rescan, which re-reads
+/// only files whose fingerprint changed.
+pub fn watch(target: Arc<dyn Reload>, config: WatchConfig) -> notify::Result<WatcherHandle> {
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = events.send(Message::Fs(event));
     })?;
-    watcher.watch(store.dir(), RecursiveMode::NonRecursive)?;
+    let mut dirs = target.dirs();
+    dirs.sort();
+    dirs.dedup();
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     let thread = thread::Builder::new()
-        .name("appauth-key-watcher".into())
+        .name("appauth-watcher".into())
         .spawn(move || {
             // Owned here so the OS watch lives exactly as long as the loop.
             let _watcher = watcher;
-            run(&store, &rx, config);
+            run(target.as_ref(), &rx, config);
         })
         .map_err(notify::Error::io)?;
     Ok(WatcherHandle {
@@ -86,14 +100,14 @@ pub fn watch(store: Arc<KeyStore>, config: WatchConfig) -> notify::Result<Watche
     })
 }
 
-fn run(store: &KeyStore, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
+fn run(target: &dyn Reload, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
     let mut next_rescan = Instant::now() + config.rescan_interval;
     loop {
         let wait = next_rescan.saturating_duration_since(Instant::now());
         let first = match rx.recv_timeout(wait) {
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
-                rescan(store, "periodic");
+                target.rescan("periodic");
                 next_rescan = Instant::now() + config.rescan_interval;
                 continue;
             }
@@ -114,44 +128,19 @@ fn run(store: &KeyStore, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
             }
         }
         if batch.full_rescan {
-            rescan(store, batch.why);
+            target.rescan(batch.why);
             next_rescan = Instant::now() + config.rescan_interval;
-        } else if !batch.names.is_empty() {
-            let report = store.reload_names(batch.names);
-            if report.loaded + report.failed + report.removed > 0 {
-                tracing::info!(
-                    loaded = report.loaded,
-                    failed = report.failed,
-                    removed = report.removed,
-                    apps = store.app_count(),
-                    "keys reloaded"
-                );
+        } else {
+            for (dir, names) in batch.names {
+                target.changed(&dir, names);
             }
         }
     }
 }
 
-fn rescan(store: &KeyStore, why: &str) {
-    match store.full_scan() {
-        Ok(report) if report.loaded + report.failed + report.removed > 0 => tracing::info!(
-            why,
-            loaded = report.loaded,
-            failed = report.failed,
-            removed = report.removed,
-            apps = store.app_count(),
-            "key directory rescanned"
-        ),
-        Ok(_) => tracing::debug!(why, "key directory rescanned: no change"),
-        Err(e) => tracing::error!(
-            dir = %store.dir().display(), error = %e,
-            "cannot list the keys directory; keeping the keys already loaded"
-        ),
-    }
-}
-
 #[derive(Default)]
 struct Batch {
-    names: HashSet<String>,
+    names: HashMap<PathBuf, HashSet<String>>,
     full_rescan: bool,
     why: &'static str,
 }
@@ -180,7 +169,8 @@ impl Batch {
             // `..<timestamp>` directory: every key may have changed.
             Some(name) if name.starts_with("..") => self.rescan("Kubernetes ..data swap"),
             Some(name) => {
-                self.names.insert(name.to_owned());
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                self.names.entry(dir).or_default().insert(name.to_owned());
             }
             // The directory itself (moved, deleted or its attributes changed).
             None => self.rescan("directory event"),

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `appauth-server` binary on loopback, real key
 //! files in a temp dir, the real client crate and hand-forged tokens.
 
+mod access;
 mod util;
 
 use std::fs;
@@ -14,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use util::{Server, add_app, eventually};
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     appauth_core::Clock::now(&appauth_core::SystemClock)
 }
 
@@ -33,7 +34,7 @@ fn forge_with(key: &PrivateKey, alg: Algorithm, header: &Value, claims: &Value) 
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
-fn forge(key: &PrivateKey, claims: &Value) -> String {
+pub(crate) fn forge(key: &PrivateKey, claims: &Value) -> String {
     forge_with(
         key,
         Algorithm::RS512,
@@ -42,7 +43,7 @@ fn forge(key: &PrivateKey, claims: &Value) -> String {
     )
 }
 
-fn claims_for(app: &str) -> Value {
+pub(crate) fn claims_for(app: &str) -> Value {
     json!({ "appId": app, "iat": now(), "exp": now() + 300 })
 }
 

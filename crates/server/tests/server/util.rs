@@ -112,13 +112,19 @@ where
 
 /// A plain HTTP/1.1 GET over a std socket, for use outside the async runtime.
 pub fn raw_status(url: &str, path: &str) -> Option<u16> {
+    raw_get(url, path, "")
+}
+
+/// A GET with `path` sent exactly as given (HTTP clients normalize `..`) and
+/// extra header lines, each ending in CRLF.
+pub fn raw_get(url: &str, path: &str, headers: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let addr = url.strip_prefix("http://")?;
     let mut sock = std::net::TcpStream::connect(addr).ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
         sock,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\n{headers}connection: close\r\n\r\n"
     )
     .ok()?;
     let mut head = [0u8; 12];

@@ -1,0 +1,303 @@
+//! Steps 7-9 of SPEC section 3: revocation, route policy, rate limits, each
+//! from a hot-reloaded file. A reload that fails keeps the last good state: a
+//! typo must neither open nor close the API.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use appauth_core::{Rejection, Verified};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use aws_lc_rs::digest;
+use parking_lot::Mutex;
+
+use crate::error::AuthError;
+use crate::fingerprint::Fingerprint;
+use crate::metrics::Metrics;
+use crate::policy::{Decision, Policy};
+use crate::revocation::RevocationList;
+
+/// The default revocation file name, in the keys directory.
+pub const DEFAULT_REVOCATIONS_FILE: &str = "revoked.txt";
+
+/// Why a policy or revocation file could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not parse.
+    #[error(transparent)]
+    Parse(#[from] crate::revocation::ConfigError),
+}
+
+/// Revocations and policy in force, swapped atomically on reload.
+pub struct AccessControl {
+    revocations_path: PathBuf,
+    policy_path: Option<PathBuf>,
+    revocations: ArcSwap<RevocationList>,
+    policy: ArcSwapOption<Policy>,
+    seen: Mutex<Seen>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct Seen {
+    revocations: Option<Fingerprint>,
+    policy: Option<Fingerprint>,
+}
+
+impl std::fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("revocations", &self.revocations_path)
+            .field("policy", &self.policy_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A short, stable identity of a file's contents, for `/metrics`.
+pub fn content_version(bytes: &[u8]) -> String {
+    let hash = digest::digest(&digest::SHA256, bytes);
+    hash.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn read_text(path: &Path) -> Result<(String, Fingerprint), std::io::Error> {
+    match read_if_changed(path, None)? {
+        Some(read) => Ok(read),
+        None => unreachable!("a file is always changed from nothing"),
+    }
+}
+
+/// Reads `path` unless its fingerprint is still `known`.
+fn read_if_changed(
+    path: &Path,
+    known: Option<Fingerprint>,
+) -> Result<Option<(String, Fingerprint)>, std::io::Error> {
+    // Stat before reading: a write racing with the read changes the stamp,
+    // so the next event reads the file again.
+    let fp = Fingerprint::of(&fs::metadata(path)?);
+    if known == Some(fp) {
+        return Ok(None);
+    }
+    Ok(Some((fs::read_to_string(path)?, fp)))
+}
+
+impl AccessControl {
+    /// Loads both files strictly: any problem is an error, for start-up and
+    /// `--check-config`. A missing revocation file is an empty list; a
+    /// missing policy file (when one is named) is an error.
+    pub fn load(
+        policy_path: Option<PathBuf>,
+        revocations_path: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Vec<ConfigFileError>> {
+        let mut errors = Vec::new();
+        let mut seen = Seen::default();
+        let revocations = match read_text(&revocations_path) {
+            Ok((text, fp)) => {
+                seen.revocations = Some(fp);
+                match RevocationList::parse(&revocations_path.display().to_string(), &text) {
+                    Ok(list) => {
+                        metrics
+                            .set_config_version("revocations", &content_version(text.as_bytes()));
+                        list
+                    }
+                    Err(e) => {
+                        errors.push(e.into());
+                        RevocationList::default()
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                metrics.set_config_version("revocations", "none");
+                RevocationList::default()
+            }
+            Err(source) => {
+                errors.push(ConfigFileError::Read {
+                    path: revocations_path.clone(),
+                    source,
+                });
+                RevocationList::default()
+            }
+        };
+        let policy = match &policy_path {
+            None => {
+                metrics.set_config_version("policy", "none");
+                None
+            }
+            Some(path) => match read_text(path) {
+                Ok((text, fp)) => {
+                    seen.policy = Some(fp);
+                    match Policy::parse(&path.display().to_string(), &text) {
+                        Ok(p) => {
+                            metrics.set_config_version("policy", &content_version(text.as_bytes()));
+                            Some(Arc::new(p))
+                        }
+                        Err(e) => {
+                            errors.push(e.into());
+                            None
+                        }
+                    }
+                }
+                Err(source) => {
+                    errors.push(ConfigFileError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                    None
+                }
+            },
+        };
+        metrics.revocation_rules.set(revocations.len() as i64);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            revocations_path,
+            policy_path,
+            revocations: ArcSwap::from_pointee(revocations),
+            policy: ArcSwapOption::new(policy),
+            seen: Mutex::new(seen),
+            metrics,
+        })
+    }
+
+    /// The files to follow: `(directory, file name)`.
+    pub fn watched_files(&self) -> Vec<(PathBuf, String)> {
+        [Some(&self.revocations_path), self.policy_path.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let dir = match p.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                Some((dir, p.file_name()?.to_str()?.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Re-reads whichever of the two files changed since last read.
+    pub fn reload_changed(&self) {
+        self.reload_revocations();
+        if self.policy_path.is_some() {
+            self.reload_policy();
+        }
+    }
+
+    fn reload_revocations(&self) {
+        let path = &self.revocations_path;
+        let mut seen = self.seen.lock();
+        match read_if_changed(path, seen.revocations) {
+            Ok(None) => {}
+            Ok(Some((text, fp))) => {
+                seen.revocations = Some(fp);
+                match RevocationList::parse(&path.display().to_string(), &text) {
+                    Ok(list) => {
+                        tracing::info!(file = %path.display(), rules = list.len(), "revocation list reloaded");
+                        self.metrics.revocation_rules.set(list.len() as i64);
+                        self.metrics
+                            .set_config_version("revocations", &content_version(text.as_bytes()));
+                        self.revocations.store(Arc::new(list));
+                    }
+                    Err(e) => {
+                        self.metrics.config_reload_error("revocations");
+                        tracing::error!(error = %e, "revocation list NOT reloaded; the previous list stays in force");
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if seen.revocations.take().is_some() {
+                    tracing::warn!(file = %path.display(), "revocation file removed: no token is revoked now");
+                    self.metrics.revocation_rules.set(0);
+                    self.metrics.set_config_version("revocations", "none");
+                    self.revocations.store(Arc::new(RevocationList::default()));
+                }
+            }
+            Err(e) => {
+                self.metrics.config_reload_error("revocations");
+                tracing::error!(file = %path.display(), error = %e, "cannot read the revocation file; the previous list stays in force");
+            }
+        }
+    }
+
+    fn reload_policy(&self) {
+        let Some(path) = &self.policy_path else {
+            return;
+        };
+        let mut seen = self.seen.lock();
+        match read_if_changed(path, seen.policy) {
+            Ok(None) => {}
+            Ok(Some((text, fp))) => {
+                seen.policy = Some(fp);
+                match Policy::parse(&path.display().to_string(), &text) {
+                    Ok(policy) => {
+                        tracing::info!(file = %path.display(), "policy reloaded");
+                        self.metrics
+                            .set_config_version("policy", &content_version(text.as_bytes()));
+                        self.policy.store(Some(Arc::new(policy)));
+                    }
+                    Err(e) => {
+                        self.metrics.config_reload_error("policy");
+                        tracing::error!(error = %e, "policy NOT reloaded; the previous policy stays in force");
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.config_reload_error("policy");
+                tracing::error!(
+                    file = %path.display(), error = %e,
+                    "cannot read the policy file; the previous policy stays in force \
+                     (to run without a policy, restart without --policy)"
+                );
+            }
+        }
+    }
+
+    /// Steps 7-9 for a verified caller.
+    pub fn check(&self, caller: &Verified, method: &str, path: &str) -> Result<(), AuthError> {
+        if let Some(rule) = self.revocations.load().check(caller) {
+            return Err(AuthError::Rejected(Rejection::Revoked {
+                app_id: caller.app_id.to_string(),
+                rule: rule.as_str(),
+            }));
+        }
+        let policy = self.policy.load();
+        let Some(policy) = policy.as_ref() else {
+            return Ok(());
+        };
+        match policy.decide(&caller.app_id, method, path) {
+            Decision::Allow => Ok(()),
+            Decision::NotAllowed => Err(AuthError::Forbidden {
+                app_id: caller.app_id.to_string(),
+                reason: "route_not_allowed",
+            }),
+            Decision::NotCanonical => Err(AuthError::Forbidden {
+                app_id: caller.app_id.to_string(),
+                reason: "path_not_canonical",
+            }),
+            Decision::RateLimited(wait) => Err(AuthError::RateLimited {
+                app_id: caller.app_id.to_string(),
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }),
+        }
+    }
+
+    /// Lets idle rate-limit buckets go (called on the periodic rescan).
+    pub fn shrink(&self) {
+        if let Some(p) = self.policy.load().as_ref() {
+            p.shrink();
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The authorization policy: which app may call which route, and how fast.
+//!
+//! ```toml
+//! [default]
+//! allow = ["GET /users"]
+//! rate = "50/s"
+//!
+//! [apps."kjh2-vt23-s23t-poq2-xsw8-p09o-qw12"]
+//! allow = ["GET /users", "GET /users/*", "POST /orders"]
+//! rate = "500/s"
+//! ```
+//!
+//! An app's own table replaces the default's `allow` and `rate` where it sets
+//! them. Patterns are `METHOD /path`: `*` matches one path segment, a trailing
+//! `/**` one or more further segments, `*` as the method any method, and `*`
+//! alone everything.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::time::Duration;
+
+use appauth_core::AppId;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::revocation::ConfigError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    default: Option<RulesFile>,
+    #[serde(default)]
+    apps: HashMap<Spanned<String>, RulesFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    allow: Option<Vec<Spanned<String>>>,
+    rate: Option<Spanned<String>>,
+}
+
+/// One `METHOD /path` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    /// `None` matches any method.
+    method: Option<String>,
+    segments: Vec<Segment>,
+    /// Ends in `/**`.
+    subtree: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Any,
+}
+
+impl RoutePattern {
+    /// Parses `METHOD /path` or `*`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(Self {
+                method: None,
+                segments: Vec::new(),
+                subtree: true,
+            });
+        }
+        let expected = "expected \"METHOD /path\" (e.g. \"GET /users/*\"), or \"*\" for everything";
+        let Some((method, path)) = s.split_once(' ') else {
+            return Err(format!("\"{s}\": {expected}"));
+        };
+        let path = path.trim();
+        let method = match method {
+            "*" => None,
+            m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_owned()),
+            m => {
+                return Err(format!(
+                    "\"{m}\" is not an HTTP method in capitals: {expected}"
+                ));
+            }
+        };
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(format!("path \"{path}\" must start with '/': {expected}"));
+        };
+        let mut segments = Vec::new();
+        let mut subtree = false;
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        for (i, part) in parts.iter().enumerate() {
+            match *part {
+                "**" if i == parts.len() - 1 => subtree = true,
+                "**" => return Err(format!("\"{path}\": \"**\" may only end a pattern")),
+                "*" => segments.push(Segment::Any),
+                "" => return Err(format!("\"{path}\" has an empty segment")),
+                p if p.contains('*') => {
+                    return Err(format!("\"{path}\": '*' must be a whole segment"));
+                }
+                p if p == "." || p == ".." => {
+                    return Err(format!("\"{path}\": '.' and '..' segments never match"));
+                }
+                p => segments.push(Segment::Literal(p.to_owned())),
+            }
+        }
+        Ok(Self {
+            method,
+            segments,
+            subtree,
+        })
+    }
+
+    /// Whether the pattern matches a canonical request.
+    fn matches(&self, method: &str, path: &[&str]) -> bool {
+        if self.method.as_deref().is_some_and(|m| m != method) {
+            return false;
+        }
+        let n = self.segments.len();
+        let length_ok = if self.subtree {
+            path.len() > n || (n == 0)
+        } else {
+            path.len() == n
+        };
+        length_ok
+            && self.segments.iter().zip(path).all(|(seg, p)| match seg {
+                Segment::Any => true,
+                Segment::Literal(l) => l == p,
+            })
+    }
+}
+
+/// A request rate: `N/s` or `N/m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    count: NonZeroU32,
+    per_minute: bool,
+}
+
+impl Rate {
+    /// Parses `N/s` or `N/m` with N at least 1.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let expected = "expected a rate such as \"50/s\" or \"600/m\"";
+        let (n, unit) = s
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("\"{s}\": {expected}"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{s}\": {expected}"))?;
+        let count =
+            NonZeroU32::new(n).ok_or_else(|| format!("\"{s}\": a rate must be at least 1"))?;
+        let per_minute = match unit.trim() {
+            "s" => false,
+            "m" => true,
+            _ => return Err(format!("\"{s}\": the unit must be s or m; {expected}")),
+        };
+        Ok(Self { count, per_minute })
+    }
+
+    fn quota(self) -> Quota {
+        if self.per_minute {
+            Quota::per_minute(self.count)
+        } else {
+            Quota::per_second(self.count)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    allow: Option<Vec<RoutePattern>>,
+    rate: Option<Rate>,
+}
+
+/// What the policy says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// 403: the route is not in the app's `allow` list.
+    NotAllowed,
+    /// 403: the path has `.`, `..`, empty or encoded-separator segments, which
+    /// could match one pattern here and mean another route upstream.
+    NotCanonical,
+    /// 429: over the app's rate; retry after this long.
+    RateLimited(Duration),
+}
+
+/// A loaded policy with its rate limiters.
+pub struct Policy {
+    default: Rules,
+    apps: HashMap<AppId, Rules>,
+    /// Apps with their own rate each get their own bucket.
+    own_limiters: HashMap<AppId, DefaultDirectRateLimiter>,
+    /// Everyone else shares the default quota, one bucket per app: memory
+    /// grows with the number of apps that pass verification, not requests.
+    default_limiter: Option<DefaultKeyedRateLimiter<AppId>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("default", &self.default)
+            .field("apps", &self.apps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// Parses the text of a policy file; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = line_col(text, span.map_or(0, |s| s.start));
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: PolicyFile =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
+        let rules = |r: RulesFile| -> Result<Rules, ConfigError> {
+            let allow = match r.allow {
+                None => None,
+                Some(list) => Some(
+                    list.into_iter()
+                        .map(|p| {
+                            RoutePattern::parse(p.get_ref()).map_err(|m| at(Some(p.span()), m))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            let rate = match r.rate {
+                None => None,
+                Some(s) => Some(Rate::parse(s.get_ref()).map_err(|m| at(Some(s.span()), m))?),
+            };
+            Ok(Rules { allow, rate })
+        };
+        let default = raw.default.map(rules).transpose()?.unwrap_or_default();
+        let mut apps = HashMap::new();
+        for (name, table) in raw.apps {
+            let app =
+                AppId::new(name.get_ref()).map_err(|e| at(Some(name.span()), e.to_string()))?;
+            apps.insert(app, rules(table)?);
+        }
+        let own_limiters = apps
+            .iter()
+            .filter_map(|(app, r)| {
+                r.rate
+                    .map(|rate| (app.clone(), RateLimiter::direct(rate.quota())))
+            })
+            .collect();
+        let default_limiter = default.rate.map(|r| RateLimiter::keyed(r.quota()));
+        Ok(Self {
+            default,
+            apps,
+            own_limiters,
+            default_limiter,
+        })
+    }
+
+    /// Decides a request by `app` for `method path`. Call only after the
+    /// token verified: a refused caller must not spend anyone's budget.
+    pub fn decide(&self, app: &AppId, method: &str, path: &str) -> Decision {
+        let Some(segments) = canonical_segments(path) else {
+            return Decision::NotCanonical;
+        };
+        let own = self.apps.get(app);
+        let allow = own
+            .and_then(|r| r.allow.as_ref())
+            .or(self.default.allow.as_ref());
+        if !allow.is_some_and(|list| list.iter().any(|p| p.matches(method, &segments))) {
+            return Decision::NotAllowed;
+        }
+        let limited = match self.own_limiters.get(app) {
+            Some(limiter) => limiter.check().err(),
+            None if own.is_some_and(|r| r.rate.is_some()) => None,
+            None => self
+                .default_limiter
+                .as_ref()
+                .and_then(|l| l.check_key(app).err()),
+        };
+        match limited {
+            Some(not_until) => {
+                let clock = governor::clock::DefaultClock::default();
+                Decision::RateLimited(not_until.wait_time_from(governor::clock::Clock::now(&clock)))
+            }
+            None => Decision::Allow,
+        }
+    }
+
+    /// Forgets idle per-app buckets (they refill to full anyway).
+    pub fn shrink(&self) {
+        if let Some(l) = &self.default_limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+/// The path's segments, or `None` when it is not canonical.
+fn canonical_segments(path: &str) -> Option<Vec<&str>> {
+    let rest = path.strip_prefix('/')?;
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let lower = path.to_ascii_lowercase();
+    let encoded_trick = ["%2f", "%5c", "%2e", "\\"]
+        .iter()
+        .any(|t| lower.contains(t));
+    let bad = segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..");
+    (!encoded_trick && !bad).then_some(segments)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(s: &str) -> AppId {
+        AppId::new(s).unwrap()
+    }
+
+    const POLICY: &str = r#"
+[default]
+allow = ["GET /users"]
+rate = "50/s"
+
+[apps."orders"]
+allow = ["GET /users", "GET /users/*", "POST /orders", "GET /reports/**"]
+rate = "3/s"
+
+[apps."admin"]
+allow = ["*"]
+"#;
+
+    #[test]
+    fn routes_are_denied_unless_allowed() {
+        let p = Policy::parse("policy.toml", POLICY).unwrap();
+        let (orders, other, admin) = (app("orders"), app("other"), app("admin"));
+        assert_eq!(p.decide(&other, "GET", "/users"), Decision::Allow);
+        assert_eq!(p.decide(&other, "GET", "/users/1"), Decision::NotAllowed);
+        assert_eq!(p.decide(&other, "POST", "/users"), Decision::NotAllowed);
+        assert_eq!(p.decide(&orders, "GET", "/users/1"), Decision::Allow);
+        assert_eq!(p.decide(&orders, "GET", "/users/1/x"), Decision::NotAllowed);
+        assert_eq!(p.decide(&orders, "POST", "/orders"), Decision::Allow);
+        assert_eq!(
+            p.decide(&orders, "GET", "/reports/2026/q1"),
+            Decision::Allow
+        );
+        assert_eq!(p.decide(&orders, "GET", "/reports"), Decision::NotAllowed);
+        assert_eq!(
+            p.decide(&admin, "DELETE", "/anything/at/all"),
+            Decision::Allow
+        );
+        for sneaky in [
+            "/users/../admin",
+            "/users/./x",
+            "//users",
+            "/users/%2e%2e/admin",
+            "/users/a%2Fb",
+        ] {
+            assert_eq!(
+                p.decide(&orders, "GET", sneaky),
+                Decision::NotCanonical,
+                "{sneaky}"
+            );
+        }
+    }
+
+    #[test]
+    fn rates_apply_per_app() {
+        let p = Policy::parse("policy.toml", POLICY).unwrap();
+        let orders = app("orders");
+        let allowed = (0..10)
+            .filter(|_| p.decide(&orders, "GET", "/users") == Decision::Allow)
+            .count();
+        assert_eq!(allowed, 3, "3/s burst");
+        assert!(
+            matches!(p.decide(&orders, "GET", "/users"), Decision::RateLimited(d) if d <= Duration::from_secs(1))
+        );
+        // Another app's budget is untouched; admin has no rate (its table sets none... and inherits 50/s).
+        assert_eq!(p.decide(&app("other"), "GET", "/users"), Decision::Allow);
+    }
+
+    #[test]
+    fn bad_policies_name_line_column_and_expectation() {
+        let cases = [
+            (
+                "[default]\nallow = [\"GET /users\"]\nrate = \"0/s\"\n",
+                "policy.toml:3:8: \"0/s\": a rate must be at least 1",
+            ),
+            (
+                "[default]\nrate = \"fast\"\n",
+                "policy.toml:2:8: \"fast\": expected a rate",
+            ),
+            (
+                "[default]\nallow = [\"/users\"]\n",
+                "policy.toml:2:10: \"/users\": expected \"METHOD /path\"",
+            ),
+            (
+                "[default]\nallow = [\"get /users\"]\n",
+                "policy.toml:2:10: \"get\" is not an HTTP method",
+            ),
+            (
+                "[default]\nallwo = [\"GET /users\"]\n",
+                "policy.toml:2:1: unknown field `allwo`",
+            ),
+            ("[defaults]\n", "policy.toml:1:2: unknown field `defaults`"),
+            (
+                "[apps.\"../x\"]\nallow = []\n",
+                "policy.toml:1:7: invalid appId",
+            ),
+            ("[default\n", "policy.toml:1:9:"),
+        ];
+        for (text, expected) in cases {
+            let err = Policy::parse("policy.toml", text).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
+    }
+}
