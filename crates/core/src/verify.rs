@@ -12,6 +12,16 @@ pub trait KeyProvider {
     /// The keys of `app`, or `None` when the app is unknown. Must not touch
     /// the disk: it runs on the request path.
     fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>>;
+
+    /// Whether `app` currently has the key `kid`, valid at `now`. Used to
+    /// re-check a cached verification; implementations may answer without
+    /// cloning the bundle.
+    fn has_key(&self, app: &AppId, kid: &Kid, now: i64) -> bool {
+        self.keys_for(app).is_some_and(|keys| {
+            keys.iter()
+                .any(|k| k.kid() == kid && k.not_after().is_none_or(|t| now <= t))
+        })
+    }
 }
 
 impl KeyProvider for HashMap<AppId, Arc<[PublicKey]>> {

@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod cache;
 pub mod data;
 mod error;
 mod fingerprint;
@@ -32,6 +33,7 @@ mod store;
 mod watcher;
 
 pub use access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE, content_version};
+pub use cache::{DEFAULT_TOKEN_CACHE_BYTES, TokenCache};
 pub use error::AuthError;
 pub use metrics::{Metrics, OutcomeLabels};
 pub use middleware::{AppAuth, Caller, KeySource, extract_token};

@@ -48,6 +48,9 @@ struct Args {
     /// Validate the keys directory, policy and revocations, print what is wrong, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Memory for the verified-token cache, in MiB (0 turns it off).
+    #[arg(long, env = "APPAUTH_TOKEN_CACHE_MB", default_value_t = 32)]
+    token_cache_mb: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "APPAUTH_WORKERS")]
     workers: Option<usize>,
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             rescan_interval: Duration::from_secs(args.rescan_interval),
             ..WatchConfig::default()
         },
+        token_cache_bytes: args.token_cache_mb.saturating_mul(1024 * 1024),
         policy: args.policy,
         revocations: args.revocations,
         workers: args.workers,

@@ -30,9 +30,12 @@ use std::time::Instant;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
 
 use crate::access::AccessControl;
+use crate::cache::TokenCache;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
 use appauth_core::{KeyProvider, Rejection, Verified, Verifier};
 
@@ -93,6 +96,8 @@ struct GateState {
     keys: Arc<dyn KeySource>,
     metrics: Arc<Metrics>,
     access: Option<Arc<AccessControl>>,
+    cache: Option<Arc<TokenCache>>,
+    exempt: Vec<String>,
 }
 
 impl AppAuth {
@@ -104,6 +109,8 @@ impl AppAuth {
                 keys,
                 metrics,
                 access: None,
+                cache: None,
+                exempt: Vec::new(),
             }),
         }
     }
@@ -111,12 +118,32 @@ impl AppAuth {
     /// Adds revocation, route policy and rate limits (SPEC section 3 steps
     /// 7-9), checked only once a token has verified.
     pub fn with_access(self, access: Arc<AccessControl>) -> Self {
-        let state = GateState {
+        self.rebuild(|s| s.access = Some(access))
+    }
+
+    /// Adds the verified-token cache: a token seen before costs a lookup
+    /// instead of an RSA verification.
+    pub fn with_cache(self, cache: Arc<TokenCache>) -> Self {
+        self.rebuild(|s| s.cache = Some(cache))
+    }
+
+    /// Lets requests for these exact paths through without a token, so the
+    /// gate can wrap a whole app while health probes stay open.
+    pub fn exempt<I: IntoIterator<Item = S>, S: Into<String>>(self, paths: I) -> Self {
+        let paths: Vec<String> = paths.into_iter().map(Into::into).collect();
+        self.rebuild(|s| s.exempt = paths)
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut GateState)) -> Self {
+        let mut state = GateState {
             verifier: self.state.verifier.clone(),
             keys: self.state.keys.clone(),
             metrics: self.state.metrics.clone(),
-            access: Some(access),
+            access: self.state.access.clone(),
+            cache: self.state.cache.clone(),
+            exempt: self.state.exempt.clone(),
         };
+        change(&mut state);
         Self {
             state: Arc::new(state),
         }
@@ -124,12 +151,39 @@ impl AppAuth {
 }
 
 impl GateState {
-    fn authenticate(&self, req: &ServiceRequest) -> Result<Verified, AuthError> {
+    fn authenticate(&self, req: &ServiceRequest) -> Result<Arc<Verified>, AuthError> {
         if !self.keys.is_ready() {
             return Err(AuthError::NotReady);
         }
         let token = extract_token(req.headers())?;
-        let verified = self.verifier.verify(token, self.keys.as_ref())?;
+        let keys = self.keys.as_ref();
+        let verify = || {
+            let started = Instant::now();
+            let result = self.verifier.verify(token, keys);
+            self.metrics
+                .verify_seconds
+                .observe(started.elapsed().as_secs_f64());
+            result.map(Arc::new)
+        };
+        let verified = match &self.cache {
+            None => verify()?,
+            Some(cache) => {
+                let now = self.verifier.clock().now();
+                match cache.get(token, keys, &self.verifier, now) {
+                    Some(hit) => {
+                        self.metrics.token_cache_hits.inc();
+                        hit
+                    }
+                    None => {
+                        self.metrics.token_cache_misses.inc();
+                        let verified = verify()?;
+                        cache.insert(token, verified.clone());
+                        self.metrics.token_cache_entries.set(cache.len() as i64);
+                        verified
+                    }
+                }
+            }
+        };
         if let Some(access) = &self.access {
             access.check(&verified, req.method().as_str(), req.path())?;
         }
@@ -137,20 +191,26 @@ impl GateState {
     }
 }
 
+// UTF-8 is enough here (and SIMD-fast, unlike `to_str`'s byte loop): the
+// verifier refuses anything outside base64url and dots anyway.
+fn text(v: &HeaderValue) -> Result<&str, Rejection> {
+    std::str::from_utf8(v.as_bytes()).map_err(|_| Rejection::NotThreeParts)
+}
+
 /// SPEC section 2: `x-token` or `Authorization: Bearer`; both with different
 /// values is refused.
 pub fn extract_token(headers: &HeaderMap) -> Result<&str, Rejection> {
-    let mut x_tokens = headers.get_all("x-token");
+    let mut x_tokens = headers.get_all(X_TOKEN);
     let x_token = match (x_tokens.next(), x_tokens.next()) {
         (None, _) => None,
-        (Some(v), None) => Some(v.to_str().map_err(|_| Rejection::NotThreeParts)?),
+        (Some(v), None) => Some(text(v)?),
         (Some(_), Some(_)) => return Err(Rejection::ConflictingTokens),
     };
     let mut auths = headers.get_all(AUTHORIZATION);
     let bearer = match (auths.next(), auths.next()) {
         (None, _) => None,
         (Some(v), None) => {
-            let v = v.to_str().map_err(|_| Rejection::NotBearer)?;
+            let v = text(v).map_err(|_| Rejection::NotBearer)?;
             match v.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
                     Some(token.trim())
@@ -210,16 +270,15 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let state = &self.state;
-        let started = Instant::now();
+        if state.exempt.iter().any(|p| p == req.path()) {
+            let service = self.service.clone();
+            return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
+        }
         let result = state.authenticate(&req);
-        state
-            .metrics
-            .verify_seconds
-            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(verified) => {
                 state.metrics.record("accepted", "none");
-                req.extensions_mut().insert(Caller(Arc::new(verified)));
+                req.extensions_mut().insert(Caller(verified));
                 let service = self.service.clone();
                 Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) })
             }
@@ -245,7 +304,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

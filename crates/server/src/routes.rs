@@ -29,6 +29,13 @@ pub async fn metrics(metrics: web::Data<Arc<Metrics>>) -> impl Responder {
         .body(metrics.render())
 }
 
+/// `GET /ping`: the cheapest protected route, the same answer as `/healthz`
+/// behind the gate. Callers use it to check their credentials; the load
+/// benchmark uses it so that its ratio to `/healthz` measures the gate alone.
+pub async fn ping(_caller: Caller) -> impl Responder {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
 /// `GET /whoami`: the caller's identity as the server sees it.
 pub async fn whoami(caller: Caller) -> impl Responder {
     HttpResponse::Ok().json(serde_json::json!({

@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use appauth_core::{Clock, SystemClock, Verifier, VerifyConfig};
 
 use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
+use crate::cache::TokenCache;
 use crate::middleware::AppAuth;
 use crate::watcher::{self, Reload, WatchConfig};
 use crate::{KeyStore, Metrics, routes};
@@ -30,6 +31,9 @@ pub struct ServerConfig {
     pub policy: Option<PathBuf>,
     /// The revocation list; `None`: `revoked.txt` in the keys directory.
     pub revocations: Option<PathBuf>,
+    /// Memory budget of the verified-token cache in bytes; 0 turns it off.
+    /// Default: 32 MiB.
+    pub token_cache_bytes: u64,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Log as JSON lines instead of text.
@@ -286,23 +290,29 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         metrics.clone(),
     )
     .with_access(access);
+    let gate = if config.token_cache_bytes > 0 {
+        gate.with_cache(Arc::new(TokenCache::new(config.token_cache_bytes)))
+    } else {
+        gate
+    };
     let store_data = web::Data::new(store.clone());
     let metrics_data = web::Data::new(metrics.clone());
+    // The gate wraps the whole app, so every route, including ones added
+    // later and the 404 default, is protected unless exempted by name.
+    let gate = gate.exempt(["/healthz", "/readyz", "/metrics"]);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(gate.clone())
             .app_data(store_data.clone())
             .app_data(metrics_data.clone())
             .route("/healthz", web::get().to(routes::healthz))
             .route("/readyz", web::get().to(routes::readyz))
             .route("/metrics", web::get().to(routes::metrics))
-            .service(
-                web::scope("")
-                    .wrap(gate.clone())
-                    .route("/whoami", web::get().to(routes::whoami))
-                    .route("/users", web::get().to(routes::users))
-                    .route("/users/{id}", web::get().to(routes::user))
-                    .default_service(web::to(routes::not_found)),
-            )
+            .route("/ping", web::get().to(routes::ping))
+            .route("/whoami", web::get().to(routes::whoami))
+            .route("/users", web::get().to(routes::users))
+            .route("/users/{id}", web::get().to(routes::user))
+            .default_service(web::to(routes::not_found))
     })
     .shutdown_timeout(10)
     .client_request_timeout(Duration::from_secs(5));
@@ -327,6 +337,7 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         audience = config.verify.audience.as_deref().unwrap_or("-"),
         policy = %config.policy.as_ref().map_or("none (every app may call every route)".into(), |p| p.display().to_string()),
         revocations = %config.revocations_path().display(),
+        token_cache_mb = config.token_cache_bytes / (1024 * 1024),
         "verifying tokens"
     );
     server.run().await?;

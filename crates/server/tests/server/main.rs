@@ -2,6 +2,7 @@
 //! files in a temp dir, the real client crate and hand-forged tokens.
 
 mod access;
+mod cache;
 mod util;
 
 use std::fs;

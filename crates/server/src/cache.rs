@@ -1,0 +1,176 @@
+//! The verified-token cache: a client that reuses its token (the client crate
+//! does, for most of its lifetime) costs a hash lookup instead of an RSA
+//! verification.
+//!
+//! Only tokens that fully verified enter, so a flood of junk can neither fill
+//! nor evict it. A hit is served only while the app's current keys still hold
+//! the key that verified the token (its `kid` is the key's SHA-256 thumbprint,
+//! so the same kid is the same key) and the token's time rules still hold: a
+//! retired or replaced key, or an expired token, is a miss and the entry is
+//! dropped. Revocation, policy and rate limit run on every request, hit or
+//! not.
+
+use std::sync::Arc;
+
+use appauth_core::{KeyProvider, Verified, Verifier};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+/// Default memory budget of the cache.
+pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bookkeeping per entry beyond the token text, in bytes: the `Verified`
+/// claims, `Arc`s and the map slot.
+const ENTRY_OVERHEAD: u64 = 512;
+
+type Entry = Arc<Verified>;
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl Weighter<Box<str>, Entry> for ByBytes {
+    fn weight(&self, key: &Box<str>, _: &Entry) -> u64 {
+        key.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// A bounded cache of verified tokens, keyed by the token text (so a hash
+/// collision can never alias two tokens).
+pub struct TokenCache {
+    cache: Cache<Box<str>, Entry, ByBytes>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.cache.len())
+            .field("bytes", &self.cache.weight())
+            .finish()
+    }
+}
+
+impl TokenCache {
+    /// A cache holding at most `max_bytes` (tokens plus bookkeeping).
+    pub fn new(max_bytes: u64) -> Self {
+        let estimated_items = (max_bytes / (ENTRY_OVERHEAD + 700)).max(16) as usize;
+        Self {
+            cache: Cache::with_weighter(estimated_items, max_bytes, ByBytes),
+        }
+    }
+
+    /// The verified identity for `token`, if it is cached and still good:
+    /// the key that verified it is still one of the app's keys, and the time
+    /// rules (`exp` with leeway, certificate validity) still hold at `now`.
+    pub fn get(
+        &self,
+        token: &str,
+        keys: &(impl KeyProvider + ?Sized),
+        verifier: &Verifier,
+        now: i64,
+    ) -> Option<Arc<Verified>> {
+        let entry = self.cache.get(token)?;
+        if keys.has_key(&entry.app_id, &entry.kid, now)
+            && verifier.check_claims(&entry.claims, now).is_ok()
+        {
+            Some(entry)
+        } else {
+            self.cache.remove(token);
+            None
+        }
+    }
+
+    /// Remembers a token that just verified.
+    pub fn insert(&self, token: &str, verified: Arc<Verified>) {
+        self.cache.insert(token.into(), verified);
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.cache.len() == 0
+    }
+
+    /// Bytes held (as weighed).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use appauth_core::{
+        Algorithm, AppId, Claims, ManualClock, PrivateKey, PublicKey, VerifyConfig,
+        parse_public_bundle, sign_token,
+    };
+
+    use super::*;
+
+    type Keys = HashMap<AppId, Arc<[PublicKey]>>;
+
+    fn keys_of(app: &str, key: &PrivateKey) -> Keys {
+        let pem = key.public_key_pem().unwrap();
+        let parsed = parse_public_bundle(pem.as_bytes(), 0, &[Algorithm::RS512]).unwrap();
+        HashMap::from([(AppId::new(app).unwrap(), parsed.into())])
+    }
+
+    fn token(key: &PrivateKey, iat: i64, n: u32) -> String {
+        let claims = Claims {
+            app_id: "a".into(),
+            iat,
+            exp: iat + 300,
+            nbf: None,
+            jti: Some(n.to_string()),
+            aud: None,
+            iss: None,
+            extra: Default::default(),
+        };
+        sign_token(key, Algorithm::RS512, &claims).unwrap()
+    }
+
+    #[test]
+    fn hits_only_while_the_key_is_there_and_the_token_is_valid() {
+        let key = PrivateKey::generate(2048).unwrap();
+        let keys = keys_of("a", &key);
+        let clock = Arc::new(ManualClock::new(1000));
+        let verifier = Verifier::with_clock(VerifyConfig::default(), clock.clone());
+        let cache = TokenCache::new(1024 * 1024);
+        let t = token(&key, 1000, 0);
+        assert!(cache.get(&t, &keys, &verifier, 1000).is_none());
+        cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        assert!(cache.get(&t, &keys, &verifier, 1100).is_some());
+
+        // Expired (exp 1300 + 30 s leeway): a miss, and the entry is gone.
+        assert!(cache.get(&t, &keys, &verifier, 1330).is_none());
+        assert!(cache.is_empty());
+
+        // The app's key replaced: a miss.
+        cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        let other = keys_of("a", &PrivateKey::generate(2048).unwrap());
+        assert!(cache.get(&t, &other, &verifier, 1100).is_none());
+        // The app gone: a miss.
+        cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        assert!(cache.get(&t, &Keys::new(), &verifier, 1100).is_none());
+    }
+
+    #[test]
+    fn memory_stays_within_the_budget() {
+        let key = PrivateKey::generate(2048).unwrap();
+        let keys = keys_of("a", &key);
+        let verifier =
+            Verifier::with_clock(VerifyConfig::default(), Arc::new(ManualClock::new(1000)));
+        let budget = 64 * 1024;
+        let cache = TokenCache::new(budget);
+        for i in 0..500 {
+            let t = token(&key, 1000, i);
+            cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        }
+        assert!(cache.bytes() <= budget, "{} > {budget}", cache.bytes());
+        assert!(cache.len() < 500);
+    }
+}
