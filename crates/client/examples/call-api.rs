@@ -36,6 +36,9 @@ struct Args {
     /// Send Authorization: Bearer instead of x-token.
     #[arg(long)]
     bearer: bool,
+    /// Also trust this CA certificate file (PEM) for https URLs.
+    #[arg(long, env = "APPAUTH_CA")]
+    ca: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -53,7 +56,11 @@ async fn main() -> ExitCode {
     } else {
         TokenHeader::XToken
     };
-    let client = match AppAuthClient::builder(signer).header(header).build() {
+    let mut builder = AppAuthClient::builder(signer).header(header);
+    if let Some(ca) = &args.ca {
+        builder = builder.ca_file(ca);
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("call-api: error: {e}");

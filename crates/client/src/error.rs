@@ -53,6 +53,25 @@ pub enum Error {
     #[error("claim \"{0}\" is set by the signer and cannot be overridden")]
     ReservedClaim(String),
 
+    /// A CA file given to the client cannot be read.
+    #[error("cannot read CA file {}: {source}", path.display())]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A CA file holds no usable certificate.
+    #[error("CA file {}: {detail}", path.display())]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
     // --- signing and calling -----------------------------------------------
     /// Signing failed in the crypto library.
     #[error("signing failed: {0}")]

@@ -19,6 +19,10 @@ pub struct KeyDirs {
     pub private: PathBuf,
     /// Directory for `<appId>_public.pem`.
     pub public: PathBuf,
+    /// Put each private key in a directory of its own,
+    /// `<private>/<appId>/<appId>_private.pem`, so each app's deployment can
+    /// mount exactly its own key.
+    pub private_per_app: bool,
 }
 
 impl KeyDirs {
@@ -28,12 +32,22 @@ impl KeyDirs {
         Self {
             private: dir.clone(),
             public: dir,
+            private_per_app: false,
+        }
+    }
+
+    /// The directory holding `app`'s private key.
+    pub fn private_dir(&self, app: &AppId) -> PathBuf {
+        if self.private_per_app {
+            self.private.join(app.as_str())
+        } else {
+            self.private.clone()
         }
     }
 
     /// The private key file of `app`.
     pub fn private_path(&self, app: &AppId) -> PathBuf {
-        self.private.join(private_key_file_name(app))
+        self.private_dir(app).join(private_key_file_name(app))
     }
 
     /// The public key bundle of `app`.
@@ -112,6 +126,9 @@ pub fn generate(
     }
     ensure_dir(&dirs.private, true)?;
     ensure_dir(&dirs.public, false)?;
+    for app in apps {
+        ensure_dir(&dirs.private_dir(app), true)?;
+    }
 
     let mut todo = Vec::with_capacity(apps.len());
     let mut skipped = Vec::new();
@@ -227,7 +244,7 @@ pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error
     let new_private = new_key.to_pkcs8_pem().map_err(bad)?;
 
     let aside = dirs
-        .private
+        .private_dir(app)
         .join(format!("{app}_private.{}.pem.old", old_key.kid()));
     let old_private_bytes = read(&private)?;
     write_atomic(&aside, &old_private_bytes, PRIVATE_MODE, Replace::Never)?;

@@ -81,6 +81,10 @@ struct DirArgs {
     /// Directory for public keys (default: --out-dir).
     #[arg(long, env = "APPAUTH_KEYGEN_PUBLIC_DIR")]
     public_dir: Option<PathBuf>,
+    /// Put each private key in a subdirectory named after its app, so each
+    /// app's deployment can mount only its own.
+    #[arg(long)]
+    private_subdirs: bool,
 }
 
 impl DirArgs {
@@ -88,6 +92,7 @@ impl DirArgs {
         KeyDirs {
             private: self.private_dir.unwrap_or_else(|| self.out_dir.clone()),
             public: self.public_dir.unwrap_or(self.out_dir),
+            private_per_app: self.private_subdirs,
         }
     }
 }

@@ -26,10 +26,12 @@ mod fingerprint;
 mod metrics;
 mod middleware;
 pub mod policy;
+pub mod proxy;
 pub mod revocation;
 mod routes;
 mod server;
 mod store;
+pub mod tls;
 mod watcher;
 
 pub use access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE, content_version};

@@ -51,6 +51,18 @@ struct Args {
     /// Memory for the verified-token cache, in MiB (0 turns it off).
     #[arg(long, env = "APPAUTH_TOKEN_CACHE_MB", default_value_t = 32)]
     token_cache_mb: u64,
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS. Hot-reloaded.
+    #[arg(long, env = "APPAUTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM). Hot-reloaded.
+    #[arg(long, env = "APPAUTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Gateway mode: forward every other path, after the gate, to this URL with x-app-id set.
+    #[arg(long, env = "APPAUTH_UPSTREAM")]
+    upstream: Option<String>,
+    /// Seconds to wait for the upstream's response before answering 504.
+    #[arg(long, env = "APPAUTH_UPSTREAM_TIMEOUT", default_value_t = 30)]
+    upstream_timeout: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "APPAUTH_WORKERS")]
     workers: Option<usize>,
@@ -78,6 +90,10 @@ fn main() -> ExitCode {
             ..WatchConfig::default()
         },
         token_cache_bytes: args.token_cache_mb.saturating_mul(1024 * 1024),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        upstream: args.upstream,
+        upstream_timeout: Duration::from_secs(args.upstream_timeout),
         policy: args.policy,
         revocations: args.revocations,
         workers: args.workers,

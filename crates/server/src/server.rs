@@ -11,6 +11,8 @@ use appauth_core::{Clock, SystemClock, Verifier, VerifyConfig};
 use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
 use crate::cache::TokenCache;
 use crate::middleware::AppAuth;
+use crate::proxy::{self, Upstream, UpstreamError};
+use crate::tls::{CertReloader, TlsError};
 use crate::watcher::{self, Reload, WatchConfig};
 use crate::{KeyStore, Metrics, routes};
 
@@ -34,6 +36,14 @@ pub struct ServerConfig {
     /// Memory budget of the verified-token cache in bytes; 0 turns it off.
     /// Default: 32 MiB.
     pub token_cache_bytes: u64,
+    /// TLS certificate chain (PEM); with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Gateway mode: forward every other path here after the gate.
+    pub upstream: Option<String>,
+    /// Longest wait for the upstream's response headers. Default: 30 s.
+    pub upstream_timeout: Duration,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Log as JSON lines instead of text.
@@ -73,6 +83,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Only one of --tls-cert and --tls-key.
+    #[error("--tls-cert and --tls-key go together: give both for HTTPS, or neither for plain HTTP")]
+    TlsHalf,
+    /// A malformed `--upstream`.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// The policy or revocation file is unusable.
     #[error("{}", list(.0))]
     Config(Vec<ConfigFileError>),
@@ -102,12 +121,23 @@ impl ServerConfig {
 struct Reloader {
     store: Arc<KeyStore>,
     access: Arc<AccessControl>,
+    tls: Option<Arc<CertReloader>>,
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 impl Reload for Reloader {
     fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.store.dir().to_path_buf()];
         dirs.extend(self.access.watched_files().into_iter().map(|(d, _)| d));
+        if let Some(tls) = &self.tls {
+            dirs.extend(tls.files().iter().map(|f| parent(f)));
+        }
         dirs
     }
 
@@ -118,7 +148,7 @@ impl Reload for Reloader {
             .iter()
             .any(|(d, f)| d == dir && names.contains(f));
         if dir == self.store.dir() {
-            let report = self.store.reload_names(names);
+            let report = self.store.reload_names(names.iter().cloned());
             if report.loaded + report.failed + report.removed > 0 {
                 tracing::info!(
                     loaded = report.loaded,
@@ -131,6 +161,18 @@ impl Reload for Reloader {
         }
         if config_changed {
             self.access.reload_changed();
+        }
+        if let Some(tls) = &self.tls {
+            let touched = tls.files().iter().any(|f| {
+                parent(f) == dir
+                    && f.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| names.contains(n))
+            });
+            // Kubernetes swaps come as ..data events, handled by rescan().
+            if touched {
+                tls.reload_if_changed(appauth_core::Clock::now(&SystemClock));
+            }
         }
     }
 
@@ -152,6 +194,9 @@ impl Reload for Reloader {
         }
         self.access.reload_changed();
         self.access.shrink();
+        if let Some(tls) = &self.tls {
+            tls.reload_if_changed(appauth_core::Clock::now(&SystemClock));
+        }
     }
 }
 
@@ -259,10 +304,25 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         )
         .map_err(Error::Config)?,
     );
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(CertReloader::new(
+            cert.clone(),
+            key.clone(),
+            clock.now(),
+        )?)),
+        (None, None) => None,
+        _ => return Err(Error::TlsHalf),
+    };
+    let upstream = config
+        .upstream
+        .as_deref()
+        .map(|u| Upstream::parse(u, config.upstream_timeout))
+        .transpose()?;
     // Watch before the first scan, so nothing written during it is missed.
     let reloader = Arc::new(Reloader {
         store: store.clone(),
         access: access.clone(),
+        tls: tls.clone(),
     });
     let watcher = watcher::watch(reloader, config.watch).map_err(|source| Error::Watch {
         dir: config.keys_dir.clone(),
@@ -300,34 +360,59 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
     // The gate wraps the whole app, so every route, including ones added
     // later and the 404 default, is protected unless exempted by name.
     let gate = gate.exempt(["/healthz", "/readyz", "/metrics"]);
+    let upstream_data = upstream.clone().map(web::Data::new);
     let mut server = HttpServer::new(move || {
-        App::new()
+        let fallback = match &upstream_data {
+            Some(_) => web::to(proxy::forward),
+            None => web::to(routes::not_found),
+        };
+        let mut app = App::new()
             .wrap(gate.clone())
             .app_data(store_data.clone())
-            .app_data(metrics_data.clone())
-            .route("/healthz", web::get().to(routes::healthz))
+            .app_data(metrics_data.clone());
+        if let Some(upstream) = &upstream_data {
+            // awc clients are per worker (not Send); redirects are the
+            // caller's business, not the gateway's.
+            let client = awc::Client::builder().disable_redirects().finish();
+            app = app
+                .app_data(upstream.clone())
+                .app_data(web::Data::new(client));
+        }
+        app.route("/healthz", web::get().to(routes::healthz))
             .route("/readyz", web::get().to(routes::readyz))
             .route("/metrics", web::get().to(routes::metrics))
             .route("/ping", web::get().to(routes::ping))
             .route("/whoami", web::get().to(routes::whoami))
             .route("/users", web::get().to(routes::users))
             .route("/users/{id}", web::get().to(routes::user))
-            .default_service(web::to(routes::not_found))
+            .default_service(fallback)
     })
     .shutdown_timeout(10)
     .client_request_timeout(Duration::from_secs(5));
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }
-    let server = server.bind(&config.bind).map_err(|source| Error::Bind {
+    let bind_err = |source| Error::Bind {
         addr: config.bind.clone(),
         source,
-    })?;
+    };
+    let server = match &tls {
+        Some(tls) => server
+            .bind_rustls_0_23(&config.bind, tls.server_config())
+            .map_err(bind_err)?,
+        None => server.bind(&config.bind).map_err(bind_err)?,
+    };
     for addr in server.addrs() {
-        tracing::info!(
-            "appauth-server listening on http://{addr} (plain HTTP, no TLS: for local runs and \
-             behind a TLS-terminating proxy)"
-        );
+        match &tls {
+            Some(_) => tracing::info!("appauth-server listening on https://{addr}"),
+            None => tracing::info!(
+                "appauth-server listening on http://{addr} (plain HTTP, no TLS: for local runs \
+                 and behind a TLS-terminating proxy)"
+            ),
+        }
+    }
+    if let Some(u) = &config.upstream {
+        tracing::info!(upstream = %u, timeout_s = config.upstream_timeout.as_secs(), "gateway mode: forwarding other paths");
     }
     tracing::info!(
         keys_dir = %config.keys_dir.display(),

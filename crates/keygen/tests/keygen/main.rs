@@ -307,3 +307,39 @@ fn bad_input_is_refused_with_a_message_and_no_file_written() {
     }
     assert_eq!(snapshot(tmp.path()), before, "a refused run wrote files");
 }
+
+#[test]
+fn gen_keys_script_is_idempotent_and_splits_private_keys_per_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("apps.txt");
+    fs::write(
+        &list,
+        "# apps of the build\norders-service\nbilling-service  # team b\n\n",
+    )
+    .unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gen-keys.sh");
+    let run = || {
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&list)
+            .arg(tmp.path().join("out"))
+            .env("APPAUTH_KEYGEN", env!("CARGO_BIN_EXE_appauth-keygen"))
+            .output()
+            .unwrap();
+        ok(&out)
+    };
+    let first = run();
+    assert!(first.contains("2 created, 0 already had keys"), "{first}");
+    let out = tmp.path().join("out");
+    for app in ["orders-service", "billing-service"] {
+        assert!(out.join(format!("public/{app}_public.pem")).exists());
+        assert!(
+            out.join(format!("private/{app}/{app}_private.pem"))
+                .exists()
+        );
+    }
+    let before = snapshot(&out);
+    let second = run();
+    assert!(second.contains("0 created, 2 already had keys"), "{second}");
+    assert_eq!(snapshot(&out), before, "a re-run changed files");
+}

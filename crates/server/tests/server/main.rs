@@ -3,6 +3,7 @@
 
 mod access;
 mod cache;
+mod deploy;
 mod util;
 
 use std::fs;

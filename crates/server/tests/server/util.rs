@@ -35,7 +35,7 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on http://") {
+                if let Some(i) = line.find("listening on http") {
                     let url = line[i + "listening on ".len()..]
                         .split_whitespace()
                         .next()
@@ -57,7 +57,12 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if raw_status(&self.url, "/readyz") == Some(200) {
+            let ready = if self.url.starts_with("https") {
+                self.logs().contains("keys loaded; ready")
+            } else {
+                raw_status(&self.url, "/readyz") == Some(200)
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -1,0 +1,244 @@
+//! Gateway mode: after verification, policy and rate limit, every path the
+//! server does not serve itself is forwarded to `--upstream`, bodies streamed
+//! both ways, with the verified appId in `x-app-id` and the token removed.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{StatusCode, Uri};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::middleware::Caller;
+
+/// Where and how to forward.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    base: String,
+    /// Longest wait for the upstream's response headers.
+    pub timeout: Duration,
+}
+
+/// Why an `--upstream` value is refused at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("--upstream {url:?} is not usable: {problem} (expected e.g. http://127.0.0.1:9000)")]
+pub struct UpstreamError {
+    url: String,
+    problem: &'static str,
+}
+
+impl Upstream {
+    /// Checks `url`: http or https, a host, no query or fragment.
+    pub fn parse(url: &str, timeout: Duration) -> Result<Self, UpstreamError> {
+        let bad = |problem| UpstreamError {
+            url: url.to_owned(),
+            problem,
+        };
+        let uri: Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            _ => return Err(bad("the scheme must be http or https")),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(bad("it has no host"));
+        }
+        if uri.query().is_some() || url.contains('#') {
+            return Err(bad("it must not have a query or fragment"));
+        }
+        Ok(Self {
+            base: url.trim_end_matches('/').to_owned(),
+            timeout,
+        })
+    }
+}
+
+/// The header the upstream trusts for the caller's identity.
+pub const X_APP_ID: HeaderName = HeaderName::from_static("x-app-id");
+const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Header names listed in `Connection`, also hop-by-hop.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The request headers to forward: no hop-by-hop headers, no token, no
+/// caller-supplied `x-app-id`; then the verified `x-app-id`.
+pub fn forward_headers(incoming: &HeaderMap, app_id: &str) -> Vec<(HeaderName, HeaderValue)> {
+    let listed = connection_listed(incoming);
+    let mut out: Vec<(HeaderName, HeaderValue)> = incoming
+        .iter()
+        .filter(|(name, value)| {
+            let bearer = *name == header::AUTHORIZATION
+                && value.to_str().is_ok_and(|v| {
+                    v.get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+                });
+            !is_hop_by_hop(name)
+                && !listed.iter().any(|l| l == name.as_str())
+                && *name != X_TOKEN
+                && *name != X_APP_ID
+                && *name != header::HOST
+                && *name != header::CONTENT_LENGTH
+                && !bearer
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(app_id) {
+        out.push((X_APP_ID, v));
+    }
+    out
+}
+
+/// Forwards one verified request.
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    upstream: web::Data<Upstream>,
+    client: web::Data<awc::Client>,
+) -> HttpResponse {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{path}", upstream.base);
+    let mut outgoing = client
+        .request(req.method().clone(), url)
+        .timeout(upstream.timeout)
+        .no_decompress();
+    for (name, value) in forward_headers(req.headers(), caller.app_id.as_str()) {
+        outgoing = outgoing.append_header((name, value));
+    }
+    if let Some(peer) = req.peer_addr() {
+        let prior = req
+            .headers()
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| format!("{v}, "))
+            .unwrap_or_default();
+        outgoing = outgoing.insert_header((X_FORWARDED_FOR, format!("{prior}{}", peer.ip())));
+    }
+    // A request without a body must not be sent chunked: some upstreams
+    // reject a chunked GET.
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let sent = if has_body {
+        if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+            outgoing = outgoing.insert_header((header::CONTENT_LENGTH, len.clone()));
+        }
+        outgoing.send_stream(payload).await
+    } else {
+        outgoing.send().await
+    };
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, reason) = match e {
+                awc::error::SendRequestError::Timeout => {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
+            };
+            tracing::warn!(app_id = %caller.app_id, error = %e, reason, "upstream request failed");
+            return HttpResponse::build(status)
+                .json(serde_json::json!({ "error": "bad_gateway", "reason": reason }));
+        }
+    };
+    let mut back = HttpResponse::build(response.status());
+    let listed = connection_listed(response.headers());
+    for (name, value) in response.headers() {
+        if !is_hop_by_hop(name)
+            && !listed.iter().any(|l| l == name.as_str())
+            && *name != header::CONTENT_LENGTH
+        {
+            back.append_header((name.clone(), value.clone()));
+        }
+    }
+    back.streaming(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_are_checked() {
+        let t = Duration::from_secs(1);
+        assert!(Upstream::parse("http://127.0.0.1:9000", t).is_ok());
+        assert!(Upstream::parse("https://api.internal/base/", t).is_ok());
+        for bad in [
+            "",
+            "127.0.0.1:9000",
+            "ftp://x",
+            "http://",
+            "http://x/?a=b",
+            "not a url",
+        ] {
+            assert!(Upstream::parse(bad, t).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_hop_by_hop_and_forged_identity_are_dropped() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-token", "a.b.c"),
+            ("authorization", "Bearer a.b.c"),
+            ("x-app-id", "someone-else"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("accept", "application/json"),
+            ("x-request-id", "r-1"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = forward_headers(&h, "orders");
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.iter().filter(|n| **n == "x-app-id").count(), 1);
+        assert_eq!(
+            out.iter().find(|(n, _)| n == "x-app-id").unwrap().1,
+            "orders"
+        );
+        for gone in [
+            "x-token",
+            "authorization",
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+        ] {
+            assert!(!names.contains(&gone), "{gone} forwarded");
+        }
+        assert!(names.contains(&"accept") && names.contains(&"x-request-id"));
+
+        // Another scheme's Authorization belongs to the upstream.
+        let mut basic = HeaderMap::new();
+        basic.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic Zm9v"),
+        );
+        assert!(
+            forward_headers(&basic, "a")
+                .iter()
+                .any(|(n, _)| n == "authorization")
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! TLS and gateway mode with the real binary (SPEC section 8).
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use appauth_client::{AppAuthClient, Signer};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+use crate::util::{Server, add_app, eventually};
+use crate::{claims_for, forge};
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn ca() -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+/// A server certificate for 127.0.0.1 signed by `ca`, written to `dir`.
+fn issue(
+    ca: &Ca,
+    dir: &Path,
+    serial: u64,
+    not_after_year: i32,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params.serial_number = Some(serial.into());
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+    fs::write(&c, cert.pem()).unwrap();
+    fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn served_serial(url: &str) -> String {
+    let addr = url.trim_start_matches("https://");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | openssl s_client -connect {addr} 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn https_with_a_test_ca_and_certificate_hot_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let tls = dir.path().join("tls");
+    fs::create_dir_all(&keys).unwrap();
+    fs::create_dir_all(&tls).unwrap();
+    let key = add_app(&keys, "svc");
+    let ca = ca();
+    fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    let (cert, tls_key) = issue(&ca, &tls, 1, 2090);
+    let server = Server::start(
+        &keys,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            tls_key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    let signer = Signer::builder("svc")
+        .key_pem(key.to_pkcs8_pem().unwrap())
+        .build()
+        .unwrap();
+    let client = AppAuthClient::builder(signer)
+        .ca_file(dir.path().join("ca.pem"))
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}/whoami", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Without the CA the server is not trusted.
+    let stranger = reqwest::Client::new()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await;
+    assert!(stranger.is_err());
+
+    // Renewal: a new certificate is served to new connections within 1 s.
+    assert_eq!(served_serial(&server.url), "serial=01");
+    issue(&ca, &tls, 2, 2091);
+    let took = eventually(Duration::from_secs(1), || async {
+        served_serial(&server.url) == "serial=02"
+    })
+    .await;
+    assert!(took.is_some(), "renewed certificate not served");
+
+    // A broken renewal keeps the current certificate in service.
+    fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(served_serial(&server.url), "serial=02");
+    assert!(
+        server.logs().contains("previous one stays in service"),
+        "{}",
+        server.logs()
+    );
+    let resp = client
+        .get(format!("{}/whoami", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn bad_tls_files_stop_the_server_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca();
+    let (cert, key) = issue(&ca, dir.path(), 1, 2090);
+    let other = dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    let (_, other_key) = issue(&ca, &other, 2, 2090);
+    let old = dir.path().join("old");
+    fs::create_dir(&old).unwrap();
+    let (expired, expired_key) = issue(&ca, &old, 3, 2021);
+    let run = |cert: &Path, key: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+            .args([
+                "--keys-dir",
+                dir.path().to_str().unwrap(),
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = dir.path().join("missing.crt");
+    assert!(run(&missing, &key).contains("missing.crt"));
+    assert!(run(&cert, &other_key).contains("does not match certificate"));
+    let err = run(&expired, &expired_key);
+    assert!(
+        err.contains("expired") && err.contains("old/tls.crt"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args([
+            "--keys-dir",
+            dir.path().to_str().unwrap(),
+            "--upstream",
+            "ftp://nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--upstream \"ftp://nope\" is not usable")
+    );
+}
+
+/// A small upstream in this process: echoes what it received, streams,
+/// and can be slow.
+fn start_upstream(hits: Arc<AtomicUsize>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server =
+                HttpServer::new(move || {
+                    let hits = hits.clone();
+                    App::new()
+                        .app_data(web::Data::new(hits))
+                        .app_data(web::PayloadConfig::new(16 << 20))
+                        .route(
+                            "/slow",
+                            web::get().to(|| async {
+                                actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+                                HttpResponse::Ok().body("late")
+                            }),
+                        )
+                        .route(
+                            "/stream",
+                            web::get().to(|| async {
+                                let chunks = (0..5).map(|i| {
+                                    Ok::<_, std::io::Error>(web::Bytes::from(format!("chunk-{i};")))
+                                });
+                                HttpResponse::Ok().streaming(futures_util::stream::iter(chunks))
+                            }),
+                        )
+                        .default_service(web::to(
+                            |req: HttpRequest,
+                             body: web::Bytes,
+                             hits: web::Data<Arc<AtomicUsize>>| async move {
+                                hits.fetch_add(1, Ordering::SeqCst);
+                                let headers: serde_json::Map<String, serde_json::Value> = req
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").into()))
+                                    .collect();
+                                HttpResponse::Ok()
+                                    .insert_header(("connection", "close"))
+                                    .insert_header(("x-upstream", "yes"))
+                                    .json(serde_json::json!({
+                                        "method": req.method().as_str(),
+                                        "path": req.uri().to_string(),
+                                        "headers": headers,
+                                        "body_len": body.len(),
+                                        "body_sum": body.iter().map(|b| *b as u64).sum::<u64>(),
+                                    }))
+                            },
+                        ))
+                })
+                .workers(1)
+                .bind("127.0.0.1:0")
+                .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+#[tokio::test]
+async fn gateway_forwards_with_the_verified_app_id_and_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "orders");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let upstream = start_upstream(hits.clone());
+    let server = Server::start(
+        dir.path(),
+        &["--upstream", &upstream, "--upstream-timeout", "1"],
+    );
+    let token = forge(&key, &claims_for("orders"));
+    let http = reqwest::Client::new();
+
+    let echo: serde_json::Value = http
+        .get(format!("{}/api/things?id=7", server.url))
+        .header("x-token", &token)
+        .header("x-app-id", "admin")
+        .header("x-request-id", "r-42")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["path"], "/api/things?id=7");
+    let headers = &echo["headers"];
+    assert_eq!(headers["x-app-id"], "orders", "{echo}");
+    assert!(headers.get("x-token").is_none(), "token forwarded: {echo}");
+    assert_eq!(headers["x-request-id"], "r-42");
+    assert!(headers.get("x-forwarded-for").is_some());
+
+    // Bearer is stripped too; a 1 MiB body streams through intact.
+    let body: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|b| *b as u64).sum();
+    let resp = http
+        .post(format!("{}/api/upload", server.url))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream"], "yes");
+    assert!(
+        resp.headers()
+            .get("connection")
+            .is_none_or(|v| v != "close"),
+        "hop-by-hop header passed back"
+    );
+    let echo: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(echo["body_len"], 1024 * 1024);
+    assert_eq!(echo["body_sum"], sum);
+    assert!(echo["headers"].get("authorization").is_none());
+
+    let streamed = http
+        .get(format!("{}/stream", server.url))
+        .header("x-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        streamed.text().await.unwrap(),
+        "chunk-0;chunk-1;chunk-2;chunk-3;chunk-4;"
+    );
+
+    // Slow upstream: 504 after the timeout.
+    let slow = http
+        .get(format!("{}/slow", server.url))
+        .header("x-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), 504);
+
+    // The server's own routes are still its own; unauthenticated callers never reach the upstream.
+    let before = hits.load(Ordering::SeqCst);
+    let who = http
+        .get(format!("{}/whoami", server.url))
+        .header("x-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        who.json::<serde_json::Value>().await.unwrap()["appId"],
+        "orders"
+    );
+    let refused = http
+        .post(format!("{}/api/upload", server.url))
+        .body("x".repeat(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(hits.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "orders");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server::start(
+        dir.path(),
+        &["--upstream", &format!("http://127.0.0.1:{port}")],
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/anything", server.url))
+        .header("x-token", forge(&key, &claims_for("orders")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["reason"],
+        "upstream_unreachable"
+    );
+}
+
+/// What can be checked of docker-compose.yml without a Docker engine.
+#[test]
+fn compose_file_wires_keys_as_documented() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let doc = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let services = doc["services"].as_hash().unwrap();
+    let svc = |name: &str| &doc["services"][name];
+    let strings = |y: &Yaml| -> Vec<String> {
+        y.as_vec().map_or_else(Vec::new, |v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+    };
+    let dockerfile = fs::read_to_string(root.join("Dockerfile")).unwrap();
+
+    // Every image is built here.
+    let built: Vec<&str> = services
+        .values()
+        .filter(|s| !s["build"].is_badvalue())
+        .map(|s| s["image"].as_str().unwrap())
+        .collect();
+    assert!(!built.is_empty());
+    for (name, s) in services {
+        let name = name.as_str().unwrap();
+        if let Some(ctx) = s["build"].as_str() {
+            assert!(
+                root.join(ctx).join("Dockerfile").exists(),
+                "{name}: no Dockerfile in {ctx}"
+            );
+        } else {
+            let image = s["image"].as_str().unwrap();
+            assert!(
+                built.contains(&image),
+                "{name} uses {image}, which nothing here builds"
+            );
+        }
+        // Every binary a service runs is in the image.
+        let argv: Vec<String> = strings(&s["command"]);
+        let program = argv
+            .first()
+            .map(|p| p.split_whitespace().next().unwrap_or("").to_owned());
+        if let Some(p) = program.filter(|p| !p.starts_with("appauth-keygen new") && !p.is_empty()) {
+            assert!(
+                dockerfile.contains(&p),
+                "{name} runs {p}, not copied by the Dockerfile"
+            );
+        }
+    }
+    assert!(
+        dockerfile.contains("USER 10001"),
+        "runtime image must not run as root"
+    );
+
+    // The api mounts only the public keys, read-only, and checks /readyz.
+    assert_eq!(strings(&svc("api")["volumes"]), ["public-keys:/keys:ro"]);
+    let api_cmd = strings(&svc("api")["command"]).join(" ");
+    assert!(api_cmd.contains("--keys-dir /keys"), "{api_cmd}");
+    let health = strings(&svc("api")["healthcheck"]["test"]).join(" ");
+    assert!(health.contains("/readyz"), "{health}");
+
+    // keygen writes public keys to that volume and each private key to its app's volume.
+    let keygen_vols = strings(&svc("keygen")["volumes"]);
+    assert!(keygen_vols.contains(&"public-keys:/public".to_owned()));
+    let keygen_cmd = strings(&svc("keygen")["command"]).join(" ");
+    assert!(keygen_cmd.contains("--if-missing") && keygen_cmd.contains("--public-dir /public"));
+    assert!(
+        keygen_cmd.contains("--private-dir /private --private-subdirs"),
+        "{keygen_cmd}"
+    );
+    for app in ["app-one", "app-two"] {
+        assert!(keygen_cmd.contains(app));
+        assert!(keygen_vols.contains(&format!("{app}-key:/private/{app}")));
+        // The app mounts exactly its own key, read-only, and uses it.
+        assert_eq!(
+            strings(&svc(app)["volumes"]),
+            [format!("{app}-key:/key:ro")]
+        );
+        let cmd = strings(&svc(app)["command"]).join(" ");
+        assert!(cmd.contains(&format!("--app-id={app}")), "{cmd}");
+        assert!(
+            cmd.contains(&format!("--key=/key/{app}_private.pem")),
+            "{cmd}"
+        );
+        assert!(cmd.contains("--url=http://api:8080"), "{cmd}");
+    }
+}
