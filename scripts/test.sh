@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { echo "the tests need openssl (an independent reader of our keys)"; exit 1; }
 cargo test --workspace --locked "$@"
+# The soak and flood tests load the whole machine, so they run on their own,
+# one after the other, rather than beside tests that time hot reloads.
+cargo test -p appauth-server --test server --locked "$@" -- --ignored --test-threads=1

@@ -63,6 +63,9 @@ struct Args {
     /// Seconds to wait for the upstream's response before answering 504.
     #[arg(long, env = "APPAUTH_UPSTREAM_TIMEOUT", default_value_t = 30)]
     upstream_timeout: u64,
+    /// Milliseconds a client may take to send a request head (slow-loris bound; 408 after).
+    #[arg(long, env = "APPAUTH_REQUEST_HEAD_TIMEOUT_MS", default_value_t = 5000)]
+    request_head_timeout_ms: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "APPAUTH_WORKERS")]
     workers: Option<usize>,
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         upstream_timeout: Duration::from_secs(args.upstream_timeout),
         policy: args.policy,
         revocations: args.revocations,
+        request_head_timeout: Duration::from_millis(args.request_head_timeout_ms),
         workers: args.workers,
         log_json: args.log_json,
     };

@@ -335,6 +335,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prop_oneof;
 
     fn app(s: &str) -> AppId {
         AppId::new(s).unwrap()
@@ -435,6 +436,37 @@ allow = ["*"]
         for (text, expected) in cases {
             let err = Policy::parse("policy.toml", text).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_policy_text_never_panics(text in ".{0,400}") {
+            let _ = Policy::parse("policy.toml", &text);
+        }
+
+        #[test]
+        fn arbitrary_patterns_and_requests_never_panic(
+            pattern in "[A-Z*]{0,6} ?[/a-z*.%0-9]{0,30}",
+            method in "[A-Z]{0,7}",
+            path in "[/a-z*.%0-9]{0,40}",
+        ) {
+            if let Ok(p) = RoutePattern::parse(&pattern) {
+                let text = format!("[default]\nallow = [{:?}]\n", pattern);
+                let policy = Policy::parse("p.toml", &text).unwrap();
+                let _ = policy.decide(&app("a"), &method, &path);
+                let _ = p;
+            }
+        }
+
+        #[test]
+        fn non_canonical_paths_are_never_allowed(seg in "[a-z]{1,5}", trick in prop_oneof![
+            proptest::strategy::Just("/.."), proptest::strategy::Just("/."), proptest::strategy::Just("//"),
+            proptest::strategy::Just("/%2e%2e"), proptest::strategy::Just("/%2F"),
+        ]) {
+            let policy = Policy::parse("p.toml", "[default]\nallow = [\"*\"]\n").unwrap();
+            let path = format!("/{seg}{trick}/x");
+            proptest::prop_assert_eq!(policy.decide(&app("a"), "GET", &path), Decision::NotCanonical);
         }
     }
 }

@@ -239,4 +239,21 @@ mod tests {
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_revocation_text_never_panics(text in "(.{0,60}\n){0,8}") {
+            let _ = RevocationList::parse("revoked.txt", &text);
+        }
+
+        #[test]
+        fn rule_shaped_lines_never_panic(
+            verb in "(jti|app|kid|x)", a in "[ -~]{0,50}", b in "[ -~]{0,30}", c in "[ -~]{0,30}",
+        ) {
+            let line = format!("{verb} {a} {b} {c}");
+            if let Err(e) = RevocationList::parse("r.txt", &line) {
+                proptest::prop_assert!(e.line == 1 && e.column >= 1 && e.column <= line.len() + 1, "{e}");
+            }
+        }
+    }
 }

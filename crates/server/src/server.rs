@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub upstream: Option<String>,
     /// Longest wait for the upstream's response headers. Default: 30 s.
     pub upstream_timeout: Duration,
+    /// Longest a client may take to send a request head (slow-loris bound).
+    /// Default: 5 s.
+    pub request_head_timeout: Duration,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Log as JSON lines instead of text.
@@ -387,8 +390,16 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
             .route("/users/{id}", web::get().to(routes::user))
             .default_service(fallback)
     })
+    // Limits, set deliberately (README, "Limits"): a request head must arrive
+    // within request_head_timeout (408 otherwise; actix also caps a head at
+    // 128 KiB and 96 headers); idle keep-alive connections close after 15 s;
+    // a client that stops reading is dropped 1 s after the response; at most
+    // 256 TLS handshakes per second per worker.
     .shutdown_timeout(10)
-    .client_request_timeout(Duration::from_secs(5));
+    .client_request_timeout(config.request_head_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(Duration::from_secs(15))
+    .max_connection_rate(256);
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }

@@ -1,6 +1,8 @@
 //! The verifier against known-answer vectors (tokens made by Node's
 //! jsonwebtoken) and every bad input of SPEC section 3.
 
+mod properties;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -140,6 +140,7 @@ async fn rate_limit_answers_429_with_retry_after_then_recovers() {
 
     let mut ok = 0;
     let mut limited = 0;
+    let started = std::time::Instant::now();
     for _ in 0..50 {
         let (status, body, retry) = get(&server.url, "/users", &token).await;
         match status {
@@ -153,8 +154,11 @@ async fn rate_limit_answers_429_with_retry_after_then_recovers() {
             s => panic!("unexpected {s}"),
         }
     }
-    assert!(limited >= 40, "ok={ok} limited={limited}");
-    assert!(ok >= 5, "ok={ok}");
+    // A burst of 5, then 5 more per second of the burst's own duration (a
+    // loaded machine sends the 50 more slowly).
+    let allowed = 5.0 + 5.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(f64::from(ok) <= allowed, "ok={ok} allowed={allowed:.1}");
+    assert!(ok >= 5 && limited > 0, "ok={ok} limited={limited}");
     // Another app's budget is its own; and junk never spends anyone's.
     assert_eq!(get(&server.url, "/users", &other_token).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -190,10 +190,9 @@ fn start_upstream(hits: Arc<AtomicUsize>) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let server =
-                HttpServer::new(move || {
-                    let hits = hits.clone();
-                    App::new()
+            let server = HttpServer::new(move || {
+                let hits = hits.clone();
+                App::new()
                         .app_data(web::Data::new(hits))
                         .app_data(web::PayloadConfig::new(16 << 20))
                         .route(
@@ -234,10 +233,10 @@ fn start_upstream(hits: Arc<AtomicUsize>) -> String {
                                     }))
                             },
                         ))
-                })
-                .workers(1)
-                .bind("127.0.0.1:0")
-                .unwrap();
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .unwrap();
             tx.send(server.addrs()[0]).unwrap();
             server.run().await.unwrap();
         });

@@ -4,6 +4,9 @@
 mod access;
 mod cache;
 mod deploy;
+mod flood;
+mod limits;
+mod soak;
 mod util;
 
 use std::fs;
