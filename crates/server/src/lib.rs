@@ -20,6 +20,7 @@
 
 mod access;
 mod cache;
+mod check;
 pub mod data;
 mod error;
 mod fingerprint;
@@ -27,6 +28,7 @@ mod metrics;
 mod middleware;
 pub mod policy;
 pub mod proxy;
+mod reload;
 pub mod revocation;
 mod routes;
 mod server;
@@ -36,9 +38,10 @@ mod watcher;
 
 pub use access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE, content_version};
 pub use cache::{DEFAULT_TOKEN_CACHE_BYTES, TokenCache};
+pub use check::check_config;
 pub use error::AuthError;
 pub use metrics::{Metrics, OutcomeLabels};
 pub use middleware::{AppAuth, Caller, KeySource, extract_token};
-pub use server::{Error, ServerConfig, check_config, init_logging, run};
+pub use server::{Error, ServerConfig, init_logging, run};
 pub use store::{KeyStore, MAX_KEY_FILE_BYTES, ReloadReport};
 pub use watcher::{Reload, WatchConfig, WatcherHandle, watch};

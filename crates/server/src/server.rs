@@ -1,7 +1,6 @@
 //! Assembling and running the API server.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +11,9 @@ use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
 use crate::cache::TokenCache;
 use crate::middleware::AppAuth;
 use crate::proxy::{self, Upstream, UpstreamError};
+use crate::reload::Reloader;
 use crate::tls::{CertReloader, TlsError};
-use crate::watcher::{self, Reload, WatchConfig};
+use crate::watcher::{self, WatchConfig};
 use crate::{KeyStore, Metrics, routes};
 
 /// Everything the server is started with.
@@ -117,156 +117,6 @@ impl ServerConfig {
         self.revocations
             .clone()
             .unwrap_or_else(|| self.keys_dir.join(DEFAULT_REVOCATIONS_FILE))
-    }
-}
-
-/// What the watcher reloads: keys, revocations and policy.
-struct Reloader {
-    store: Arc<KeyStore>,
-    access: Arc<AccessControl>,
-    tls: Option<Arc<CertReloader>>,
-}
-
-fn parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-impl Reload for Reloader {
-    fn dirs(&self) -> Vec<PathBuf> {
-        let mut dirs = vec![self.store.dir().to_path_buf()];
-        dirs.extend(self.access.watched_files().into_iter().map(|(d, _)| d));
-        if let Some(tls) = &self.tls {
-            dirs.extend(tls.files().iter().map(|f| parent(f)));
-        }
-        dirs
-    }
-
-    fn changed(&self, dir: &Path, names: HashSet<String>) {
-        let config_changed = self
-            .access
-            .watched_files()
-            .iter()
-            .any(|(d, f)| d == dir && names.contains(f));
-        if dir == self.store.dir() {
-            let report = self.store.reload_names(names.iter().cloned());
-            if report.loaded + report.failed + report.removed > 0 {
-                tracing::info!(
-                    loaded = report.loaded,
-                    failed = report.failed,
-                    removed = report.removed,
-                    apps = self.store.app_count(),
-                    "keys reloaded"
-                );
-            }
-        }
-        if config_changed {
-            self.access.reload_changed();
-        }
-        if let Some(tls) = &self.tls {
-            let touched = tls.files().iter().any(|f| {
-                parent(f) == dir
-                    && f.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| names.contains(n))
-            });
-            // Kubernetes swaps come as ..data events, handled by rescan().
-            if touched {
-                tls.reload_if_changed(appauth_core::Clock::now(&SystemClock));
-            }
-        }
-    }
-
-    fn rescan(&self, why: &str) {
-        match self.store.full_scan() {
-            Ok(report) if report.loaded + report.failed + report.removed > 0 => tracing::info!(
-                why,
-                loaded = report.loaded,
-                failed = report.failed,
-                removed = report.removed,
-                apps = self.store.app_count(),
-                "key directory rescanned"
-            ),
-            Ok(_) => tracing::debug!(why, "key directory rescanned: no change"),
-            Err(e) => tracing::error!(
-                dir = %self.store.dir().display(), error = %e,
-                "cannot list the keys directory; keeping the keys already loaded"
-            ),
-        }
-        self.access.reload_changed();
-        self.access.shrink();
-        if let Some(tls) = &self.tls {
-            tls.reload_if_changed(appauth_core::Clock::now(&SystemClock));
-        }
-    }
-}
-
-/// `--check-config`: reads the keys directory, policy and revocations the
-/// way the server would and reports every problem. `Ok` holds a summary.
-pub fn check_config(config: &ServerConfig) -> Result<String, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut apps = 0;
-    match std::fs::read_dir(&config.keys_dir) {
-        Err(e) => problems.push(format!("keys directory {}: {e}", config.keys_dir.display())),
-        Ok(entries) => {
-            let now = appauth_core::Clock::now(&SystemClock);
-            let mut names: Vec<String> = entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect();
-            names.sort();
-            for name in names {
-                use appauth_core::files::{KeyFileName, classify_file_name};
-                let path = config.keys_dir.join(&name);
-                match classify_file_name(&name) {
-                    KeyFileName::Public(_) => {
-                        let parsed =
-                            std::fs::read(&path)
-                                .map_err(|e| e.to_string())
-                                .and_then(|b| {
-                                    appauth_core::parse_public_bundle(
-                                        &b,
-                                        now,
-                                        &config.verify.algorithms,
-                                    )
-                                    .map_err(|e| e.to_string())
-                                });
-                        match parsed {
-                            Ok(_) => apps += 1,
-                            Err(e) => problems.push(format!("{}: {e}", path.display())),
-                        }
-                    }
-                    KeyFileName::Private(_) => problems.push(format!(
-                        "{}: a private key does not belong in the server's keys directory",
-                        path.display()
-                    )),
-                    KeyFileName::InvalidAppId(_) => problems.push(format!(
-                        "{}: the name is not <appId>_public.pem with a valid appId",
-                        path.display()
-                    )),
-                    KeyFileName::Other => {}
-                }
-            }
-        }
-    }
-    let metrics = Arc::new(Metrics::new());
-    if let Err(errors) =
-        AccessControl::load(config.policy.clone(), config.revocations_path(), metrics)
-    {
-        problems.extend(errors.iter().map(ToString::to_string));
-    }
-    if problems.is_empty() {
-        Ok(format!(
-            "ok: {apps} app key file(s), policy {}, revocations {}",
-            config
-                .policy
-                .as_ref()
-                .map_or("none".into(), |p| p.display().to_string()),
-            config.revocations_path().display()
-        ))
-    } else {
-        Err(problems)
     }
 }
 
