@@ -57,4 +57,4 @@ pub use kid::Kid;
 pub use private_key::{GENERATED_KEY_BITS, PrivateKey, PrivateKeyFormat};
 pub use rejection::{Reason, Rejection};
 pub use token::sign_token;
-pub use verify::{KeyProvider, Verified, Verifier, VerifyConfig};
+pub use verify::{KeyProvider, Verified, Verifier, VerifyConfig, bundle_has_key};

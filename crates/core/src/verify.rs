@@ -17,11 +17,16 @@ pub trait KeyProvider {
     /// re-check a cached verification; implementations may answer without
     /// cloning the bundle.
     fn has_key(&self, app: &AppId, kid: &Kid, now: i64) -> bool {
-        self.keys_for(app).is_some_and(|keys| {
-            keys.iter()
-                .any(|k| k.kid() == kid && k.not_after().is_none_or(|t| now <= t))
-        })
+        self.keys_for(app)
+            .is_some_and(|keys| bundle_has_key(&keys, kid, now))
     }
+}
+
+/// Whether `keys` holds the key `kid`, valid at `now` (a certificate's key
+/// stops being valid at its `notAfter`).
+pub fn bundle_has_key(keys: &[PublicKey], kid: &Kid, now: i64) -> bool {
+    keys.iter()
+        .any(|k| k.kid() == kid && k.not_after().is_none_or(|t| now <= t))
 }
 
 impl KeyProvider for HashMap<AppId, Arc<[PublicKey]>> {

@@ -54,7 +54,8 @@ enum Command {
         /// The app.
         app_id: String,
         /// The key id (RFC 7638 thumbprint) to drop, as `inspect` prints it.
-        #[arg(long)]
+        // base64url: a kid may start with '-', which is a value, not a flag.
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
         #[command(flatten)]
         dirs: DirArgs,
@@ -218,6 +219,21 @@ fn print_inspections(found: &[Inspection], json: bool) {
                 bits = k.bits,
                 kid = k.kid
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_starting_with_a_hyphen_is_a_value() {
+        let kid = "-YbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        let cli = Cli::try_parse_from(["appauth-keygen", "retire", "app", "--kid", kid]).unwrap();
+        match cli.command {
+            Command::Retire { kid: got, .. } => assert_eq!(got, kid),
+            _ => panic!("parsed as another command"),
         }
     }
 }

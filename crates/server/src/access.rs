@@ -73,10 +73,10 @@ pub fn content_version(bytes: &[u8]) -> String {
 }
 
 fn read_text(path: &Path) -> Result<(String, Fingerprint), std::io::Error> {
-    match read_if_changed(path, None)? {
-        Some(read) => Ok(read),
-        None => unreachable!("a file is always changed from nothing"),
-    }
+    // Stat before reading: a write racing with the read changes the stamp,
+    // so the next event reads the file again.
+    let fp = Fingerprint::of(&fs::metadata(path)?);
+    Ok((fs::read_to_string(path)?, fp))
 }
 
 /// Reads `path` unless its fingerprint is still `known`.
@@ -84,13 +84,10 @@ fn read_if_changed(
     path: &Path,
     known: Option<Fingerprint>,
 ) -> Result<Option<(String, Fingerprint)>, std::io::Error> {
-    // Stat before reading: a write racing with the read changes the stamp,
-    // so the next event reads the file again.
-    let fp = Fingerprint::of(&fs::metadata(path)?);
-    if known == Some(fp) {
+    if known == Some(Fingerprint::of(&fs::metadata(path)?)) {
         return Ok(None);
     }
-    Ok(Some((fs::read_to_string(path)?, fp)))
+    read_text(path).map(Some)
 }
 
 impl AccessControl {

@@ -242,10 +242,10 @@ impl KeyProvider for KeyStore {
 
     fn has_key(&self, app: &AppId, kid: &appauth_core::Kid, now: i64) -> bool {
         // A guard, not a clone: no shared reference count is touched.
-        self.published.load().get(app).is_some_and(|keys| {
-            keys.iter()
-                .any(|k| k.kid() == kid && k.not_after().is_none_or(|t| now <= t))
-        })
+        self.published
+            .load()
+            .get(app)
+            .is_some_and(|keys| appauth_core::bundle_has_key(keys, kid, now))
     }
 }
 
