@@ -91,6 +91,7 @@ pub struct AppAuth {
     state: Arc<GateState>,
 }
 
+#[derive(Clone)]
 struct GateState {
     verifier: Verifier,
     keys: Arc<dyn KeySource>,
@@ -135,14 +136,7 @@ impl AppAuth {
     }
 
     fn rebuild(self, change: impl FnOnce(&mut GateState)) -> Self {
-        let mut state = GateState {
-            verifier: self.state.verifier.clone(),
-            keys: self.state.keys.clone(),
-            metrics: self.state.metrics.clone(),
-            access: self.state.access.clone(),
-            cache: self.state.cache.clone(),
-            exempt: self.state.exempt.clone(),
-        };
+        let mut state = GateState::clone(&self.state);
         change(&mut state);
         Self {
             state: Arc::new(state),
