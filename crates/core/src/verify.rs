@@ -152,28 +152,22 @@ impl Verifier {
             })?;
 
         // 5. With a kid, only that key; without, every key of the bundle.
-        let candidates: Vec<&PublicKey> = match &kid {
-            Some(kid) => {
-                let found: Vec<_> = app_keys
-                    .iter()
-                    .filter(|k| k.kid().as_str() == kid)
-                    .collect();
-                if found.is_empty() {
-                    return Err(Rejection::UnknownKid {
-                        app_id: app_id.to_string(),
-                        kid: dangerous::printable(kid, 64),
-                    });
-                }
-                found
-            }
-            None => app_keys.iter().collect(),
-        };
+        let wanted = |k: &&PublicKey| kid.as_deref().is_none_or(|kid| k.kid().as_str() == kid);
+        if let Some(kid) = &kid
+            && !app_keys.iter().any(|k| wanted(&k))
+        {
+            return Err(Rejection::UnknownKid {
+                app_id: app_id.to_string(),
+                kid: dangerous::printable(kid, 64),
+            });
+        }
 
         // 6. Signature, then time and audience.
         let signature = dangerous::decode_part("signature", parts.signature, &mut buf)?;
         let now = self.clock.now();
-        let signer = candidates
-            .into_iter()
+        let signer = app_keys
+            .iter()
+            .filter(wanted)
             .find(|k| k.verify(alg, parts.signing_input.as_bytes(), signature, now))
             .ok_or_else(|| Rejection::BadSignature {
                 app_id: app_id.to_string(),

@@ -41,7 +41,7 @@ pub use cache::{DEFAULT_TOKEN_CACHE_BYTES, TokenCache};
 pub use check::check_config;
 pub use error::AuthError;
 pub use metrics::{Metrics, OutcomeLabels};
-pub use middleware::{AppAuth, Caller, KeySource, extract_token};
+pub use middleware::{AppAuth, Caller, KeySource, X_TOKEN, extract_token};
 pub use server::{Error, ServerConfig, init_logging, run};
 pub use store::{KeyStore, MAX_KEY_FILE_BYTES, ReloadReport};
 pub use watcher::{Reload, WatchConfig, WatcherHandle, watch};

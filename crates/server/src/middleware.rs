@@ -32,7 +32,8 @@ use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
+/// The header the Node recipe sends its token in.
+pub const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
 
 use crate::access::AccessControl;
 use crate::cache::TokenCache;

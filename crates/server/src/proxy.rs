@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::middleware::Caller;
+use crate::middleware::{Caller, X_TOKEN};
 
 /// Where and how to forward.
 #[derive(Debug, Clone)]
@@ -53,7 +53,6 @@ impl Upstream {
 
 /// The header the upstream trusts for the caller's identity.
 pub const X_APP_ID: HeaderName = HeaderName::from_static("x-app-id");
-const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1).

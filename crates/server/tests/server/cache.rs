@@ -2,23 +2,8 @@
 
 use appauth_core::PrivateKey;
 
-use crate::util::{Server, add_app};
+use crate::util::{Server, add_app, metric};
 use crate::{claims_for, forge};
-
-async fn metric(url: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 async fn status(url: &str, token: &str) -> u16 {
     reqwest::Client::new()

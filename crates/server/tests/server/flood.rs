@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::util::{Server, add_app};
+use crate::util::{Server, add_app, rsa_verifications};
 use crate::{claims_for, forge};
 
 fn junk(i: usize) -> String {
@@ -40,21 +40,6 @@ fn junk(i: usize) -> String {
             b64(r#"{"appId":"svc"}"#.into())
         ),
     }
-}
-
-async fn rsa_verifications(url: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("appauth_rsa_verifications_total "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// `n` calls, 5 ms apart, so the sample spans the flood rather than its

@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use util::{Server, add_app, eventually};
+use util::{Server, add_app, eventually, rsa_verifications};
 
 pub(crate) fn now() -> i64 {
     appauth_core::Clock::now(&appauth_core::SystemClock)
@@ -80,21 +80,6 @@ async fn call(url: &str, token: Option<&str>) -> (StatusCode, String, Value) {
         .unwrap_or_default();
     let body = resp.json().await.unwrap_or(Value::Null);
     (status, challenge, body)
-}
-
-async fn rsa_verifications(url: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("appauth_rsa_verifications_total "))
-        .expect("rsa verification metric")
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

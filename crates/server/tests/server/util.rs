@@ -136,3 +136,24 @@ pub fn raw_get(url: &str, path: &str, headers: &str) -> Option<u16> {
     sock.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
+
+/// The value of a metric line on `/metrics`, e.g. `appauth_rsa_verifications_total`.
+pub async fn metric(url: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// RSA verifications the server has run.
+pub async fn rsa_verifications(url: &str) -> u64 {
+    metric(url, "appauth_rsa_verifications_total").await
+}
