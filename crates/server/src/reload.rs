@@ -44,7 +44,7 @@ impl Reload for Reloader {
             .any(|(d, f)| d == dir && names.contains(f));
         if dir == self.store.dir() {
             let report = self.store.reload_names(names.iter().cloned());
-            if report.loaded + report.failed + report.removed > 0 {
+            if report.changed() {
                 tracing::info!(
                     loaded = report.loaded,
                     failed = report.failed,
@@ -73,7 +73,7 @@ impl Reload for Reloader {
 
     fn rescan(&self, why: &str) {
         match self.store.full_scan() {
-            Ok(report) if report.loaded + report.failed + report.removed > 0 => tracing::info!(
+            Ok(report) if report.changed() => tracing::info!(
                 why,
                 loaded = report.loaded,
                 failed = report.failed,

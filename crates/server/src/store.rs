@@ -42,6 +42,16 @@ pub struct ReloadReport {
     pub failed: usize,
     /// Files that disappeared (their apps now have no keys).
     pub removed: usize,
+    /// What is wrong in the directory, one `file: problem` line each: refused
+    /// key files, private keys, key-like names with an invalid appId.
+    pub problems: Vec<String>,
+}
+
+impl ReloadReport {
+    /// Whether the set of keys in service changed.
+    pub fn changed(&self) -> bool {
+        self.loaded + self.failed + self.removed > 0
+    }
 }
 
 /// Every app's keys, loaded from one flat directory.
@@ -148,10 +158,12 @@ impl KeyStore {
                         }
                     }
                 }
-                KeyFileName::Private(_) => {
-                    if self.dir.join(&name).exists()
-                        && self.warned_private.lock().insert(name.clone())
-                    {
+                KeyFileName::Private(_) if self.dir.join(&name).exists() => {
+                    report.problems.push(format!(
+                        "{}: a private key does not belong in the server's keys directory",
+                        self.dir.join(&name).display()
+                    ));
+                    if self.warned_private.lock().insert(name.clone()) {
                         tracing::warn!(
                             file = %self.dir.join(&name).display(),
                             "PRIVATE KEY in the server's keys directory: the server needs public keys \
@@ -160,12 +172,14 @@ impl KeyStore {
                         self.metrics.private_keys_found.inc();
                     }
                 }
-                KeyFileName::InvalidAppId(name) => {
-                    if self.dir.join(&name).exists() {
-                        tracing::warn!(file = %name, "ignoring key file: its name is not a valid appId");
-                    }
+                KeyFileName::InvalidAppId(name) if self.dir.join(&name).exists() => {
+                    tracing::warn!(file = %name, "ignoring key file: its name is not a valid appId");
+                    report.problems.push(format!(
+                        "{}: the name is not <appId>_public.pem with a valid appId",
+                        self.dir.join(&name).display()
+                    ));
                 }
-                KeyFileName::Other => {}
+                KeyFileName::Private(_) | KeyFileName::InvalidAppId(_) | KeyFileName::Other => {}
             }
         }
 
@@ -192,6 +206,9 @@ impl KeyStore {
                     );
                     self.metrics.key_file_errors.inc();
                     report.failed += 1;
+                    report
+                        .problems
+                        .push(format!("{}: {reason}", path.display()));
                     None
                 }
             };
@@ -204,7 +221,7 @@ impl KeyStore {
                 },
             );
         }
-        if report != ReloadReport::default() {
+        if report.changed() {
             self.publish(&files);
         }
         report

@@ -245,6 +245,7 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
     fs::create_dir(&keys).unwrap();
     add_app(&keys, "good");
     fs::write(keys.join("bad_public.pem"), "nope").unwrap();
+    fs::write(keys.join("stray_private.pem"), "secret").unwrap();
     fs::write(keys.join("revoked.txt"), "jti ok\nkid nope\n").unwrap();
     let policy = dir.path().join("policy.toml");
     fs::write(&policy, "[default]\nallow = [\"GET users\"]\n").unwrap();
@@ -259,6 +260,7 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad_public.pem: no PEM block found"), "{err}");
+    assert!(err.contains("stray_private.pem: a private key does not belong"), "{err}");
     assert!(
         err.contains("revoked.txt:2:5: \"nope\" is not a key thumbprint"),
         "{err}"
@@ -269,6 +271,7 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
     );
 
     fs::remove_file(keys.join("bad_public.pem")).unwrap();
+    fs::remove_file(keys.join("stray_private.pem")).unwrap();
     fs::write(keys.join("revoked.txt"), "jti ok\n").unwrap();
     fs::write(&policy, "[default]\nallow = [\"GET /users\"]\n").unwrap();
     let out = run(&["--policy", policy.to_str().unwrap()]);
