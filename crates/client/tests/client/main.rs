@@ -2,7 +2,6 @@
 //! small real HTTP server on loopback.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
@@ -10,27 +9,22 @@ use appauth_client::{AppAuthClient, Error, Signer, TokenHeader};
 use appauth_core::{
     Algorithm, AppId, Clock, ManualClock, PublicKey, Verifier, VerifyConfig, parse_public_bundle,
 };
+use appauth_testkit::fixture_path;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 const NOW: i64 = 1_800_000_000;
 
-fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(path)
-}
-
 fn node_signer(clock: Arc<ManualClock>) -> Signer {
     Signer::builder("node-app")
-        .key_file(fixture("node/node-app_private.pem"))
+        .key_file(fixture_path("node/node-app_private.pem"))
         .clock(clock)
         .build()
         .unwrap()
 }
 
 fn node_keys() -> HashMap<AppId, Arc<[PublicKey]>> {
-    let pem = std::fs::read(fixture("node/node-app_public.pem")).unwrap();
+    let pem = std::fs::read(fixture_path("node/node-app_public.pem")).unwrap();
     let keys = parse_public_bundle(&pem, NOW, &[Algorithm::RS512]).unwrap();
     HashMap::from([(AppId::new("node-app").unwrap(), keys.into())])
 }
@@ -76,7 +70,7 @@ fn openssl_verifies_our_signatures_independently() {
     let run = |input: &str| {
         std::process::Command::new("openssl")
             .args(["dgst", "-sha512", "-verify"])
-            .arg(fixture("node/node-app_public.pem"))
+            .arg(fixture_path("node/node-app_public.pem"))
             .arg("-signature")
             .arg(dir.path().join("sig"))
             .arg(dir.path().join(input))
@@ -98,7 +92,7 @@ fn openssl_verifies_our_signatures_independently() {
 fn bad_keys_and_settings_fail_at_build_time() {
     let build = |app: &str, key: &str, ttl: u64| {
         Signer::builder(app)
-            .key_file(fixture(key))
+            .key_file(fixture_path(key))
             .ttl(ttl)
             .build()
             .unwrap_err()
@@ -136,7 +130,7 @@ fn bad_keys_and_settings_fail_at_build_time() {
     let no_key = Signer::builder("node-app").build().unwrap_err();
     assert!(matches!(no_key, Error::NoKey));
     let reserved = Signer::builder("node-app")
-        .key_file(fixture(ok_key))
+        .key_file(fixture_path(ok_key))
         .claim("exp", 1)
         .build()
         .unwrap_err();
@@ -290,7 +284,7 @@ fn appauth_token_prints_one_verifiable_token_or_a_clear_error() {
             .output()
             .unwrap()
     };
-    let key = fixture("node/node-app_private.pem");
+    let key = fixture_path("node/node-app_private.pem");
     let out = run(&[
         "--app-id",
         "node-app",

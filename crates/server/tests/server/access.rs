@@ -260,7 +260,10 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad_public.pem: no PEM block found"), "{err}");
-    assert!(err.contains("stray_private.pem: a private key does not belong"), "{err}");
+    assert!(
+        err.contains("stray_private.pem: a private key does not belong"),
+        "{err}"
+    );
     assert!(
         err.contains("revoked.txt:2:5: \"nope\" is not a key thumbprint"),
         "{err}"

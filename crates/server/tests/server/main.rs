@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use appauth_client::{AppAuthClient, Signer};
 use appauth_core::{Algorithm, PrivateKey};
+use appauth_testkit::{forge as testkit_forge, hmac_token};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
@@ -31,16 +32,8 @@ fn signer(app: &str, key: &PrivateKey) -> Signer {
         .unwrap()
 }
 
-fn forge_with(key: &PrivateKey, alg: Algorithm, header: &Value, claims: &Value) -> String {
-    let h = URL_SAFE_NO_PAD.encode(header.to_string());
-    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let input = format!("{h}.{c}");
-    let sig = key.sign(alg, input.as_bytes()).unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
-}
-
 pub(crate) fn forge(key: &PrivateKey, claims: &Value) -> String {
-    forge_with(
+    testkit_forge(
         key,
         Algorithm::RS512,
         &json!({"alg": "RS512", "typ": "JWT"}),
@@ -50,20 +43,6 @@ pub(crate) fn forge(key: &PrivateKey, claims: &Value) -> String {
 
 pub(crate) fn claims_for(app: &str) -> Value {
     json!({ "appId": app, "iat": now(), "exp": now() + 300 })
-}
-
-fn hs(alg: &str, secret: &[u8], claims: &Value) -> String {
-    use aws_lc_rs::hmac;
-    let h = URL_SAFE_NO_PAD.encode(json!({ "alg": alg }).to_string());
-    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let input = format!("{h}.{c}");
-    let algorithm = if alg == "HS256" {
-        hmac::HMAC_SHA256
-    } else {
-        hmac::HMAC_SHA512
-    };
-    let tag = hmac::sign(&hmac::Key::new(algorithm, secret), input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag))
 }
 
 async fn call(url: &str, token: Option<&str>) -> (StatusCode, String, Value) {
@@ -194,17 +173,17 @@ async fn every_bad_input_is_refused_with_status_reason_and_header() {
         ),
         (
             "HS256 with the public key",
-            hs("HS256", public_pem.as_bytes(), &good_claims),
+            hmac_token("HS256", public_pem.as_bytes(), &good_claims),
             "unsupported_alg",
         ),
         (
             "HS512 with the public key",
-            hs("HS512", public_pem.as_bytes(), &good_claims),
+            hmac_token("HS512", public_pem.as_bytes(), &good_claims),
             "unsupported_alg",
         ),
         (
             "RS256",
-            forge_with(
+            testkit_forge(
                 &key,
                 Algorithm::RS256,
                 &json!({"alg":"RS256"}),
@@ -214,7 +193,7 @@ async fn every_bad_input_is_refused_with_status_reason_and_header() {
         ),
         (
             "crit",
-            forge_with(
+            testkit_forge(
                 &key,
                 Algorithm::RS512,
                 &json!({"alg":"RS512","crit":["x"]}),
@@ -272,7 +251,7 @@ async fn every_bad_input_is_refused_with_status_reason_and_header() {
     let signed: Vec<(&str, String, &str)> = vec![
         (
             "embedded jwk/jku/x5u of the attacker",
-            forge_with(
+            testkit_forge(
                 &attacker,
                 Algorithm::RS512,
                 &json!({"alg":"RS512","jwk":{"kty":"RSA","e":"AQAB","n":"AQAB"},"jku":"http://127.0.0.1:1/jwks","x5u":"http://127.0.0.1:1/x5u"}),
