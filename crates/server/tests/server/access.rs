@@ -302,3 +302,31 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("a rate must be at least 1"));
     let _ = PrivateKey::generate;
 }
+
+#[tokio::test]
+async fn a_revocation_file_elsewhere_is_followed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let etc = dir.path().join("etc");
+    fs::create_dir(&keys).unwrap();
+    fs::create_dir(&etc).unwrap();
+    let key = add_app(&keys, "svc");
+    let list = etc.join("revocations.txt");
+    fs::write(&list, "# none yet\n").unwrap();
+    let server = Server::start(&keys, &["--revocations", list.to_str().unwrap()]);
+    let token = forge(
+        &key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
+    );
+    assert_eq!(get(&server.url, "/whoami", &token).await.0, 200);
+    // The default location is not consulted when another is given.
+    fs::write(keys.join("revoked.txt"), "jti t-1\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&server.url, "/whoami", &token).await.0, 200);
+    fs::write(&list, "jti t-1\n").unwrap();
+    let took = eventually(Duration::from_secs(1), || async {
+        get(&server.url, "/whoami", &token).await.0 == 401
+    })
+    .await;
+    assert!(took.is_some(), "--revocations file not followed");
+}

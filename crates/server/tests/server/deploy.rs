@@ -164,6 +164,9 @@ fn bad_tls_files_stop_the_server_with_the_file_named() {
     };
     let missing = dir.path().join("missing.crt");
     assert!(run(&missing, &key).contains("missing.crt"));
+    // Unreadable (a directory where a file should be): the file is named.
+    let err = run(&cert, &other);
+    assert!(err.contains("TLS file") && err.contains("other"), "{err}");
     assert!(run(&cert, &other_key).contains("does not match certificate"));
     let err = run(&expired, &expired_key);
     assert!(
