@@ -37,8 +37,9 @@ pub enum Error {
 
     /// A token lifetime outside what servers accept.
     #[error(
-        "token lifetime {ttl}s is out of range: use 1 to {max}s (lifetime plus the {backdate}s \
-         iat backdating must stay within the server's default 3600s maximum)"
+        "token lifetime {ttl}s is out of range: use 1..={max}s (the lifetime plus the {backdate}s \
+         iat backdating must stay within the server's maximum token lifetime of {server_max}s; if \
+         the server runs with a larger --max-token-lifetime, give the signer the same value)"
     )]
     InvalidTtl {
         /// The lifetime asked for.
@@ -47,6 +48,8 @@ pub enum Error {
         max: u64,
         /// The iat backdating in force.
         backdate: u64,
+        /// The server's maximum lifetime the signer was told of.
+        server_max: u64,
     },
 
     /// A claim the signer sets itself was passed as an extra claim.

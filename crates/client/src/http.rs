@@ -53,6 +53,8 @@ impl AppAuthClientBuilder {
     }
 
     /// Uses a preconfigured reqwest client (timeouts, TLS roots, proxies).
+    /// Its redirect policy is its own: give it [`same_origin_redirects`], or
+    /// none, so that the token is never sent to another origin.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -71,7 +73,7 @@ impl AppAuthClientBuilder {
         let http = match self.http {
             Some(h) => h,
             None => {
-                let mut builder = reqwest::Client::builder();
+                let mut builder = reqwest::Client::builder().redirect(same_origin_redirects());
                 for path in &self.ca_files {
                     let pem = std::fs::read(path).map_err(|source| Error::ReadCa {
                         path: path.clone(),
@@ -101,6 +103,24 @@ impl AppAuthClientBuilder {
             header: self.header,
         })
     }
+}
+
+/// A redirect policy that follows at most 10 redirects, and only within the
+/// origin (scheme, host and port) of the request. reqwest's default drops
+/// `Authorization` on a redirect to another host but would send `x-token`
+/// along, and would follow `https` to `http`; here a redirect elsewhere is
+/// not followed, and the caller gets the 3xx response itself.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from = attempt.previous().last().map(reqwest::Url::origin);
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if from.is_some_and(|from| from != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 impl AppAuthClient {

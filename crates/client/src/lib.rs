@@ -21,5 +21,7 @@ mod http;
 mod signer;
 
 pub use error::Error;
-pub use http::{AppAuthClient, AppAuthClientBuilder, AuthedRequest, TokenHeader};
+pub use http::{
+    AppAuthClient, AppAuthClientBuilder, AuthedRequest, TokenHeader, same_origin_redirects,
+};
 pub use signer::{DEFAULT_TTL, IAT_BACKDATE, SERVER_MAX_LIFETIME, Signer, SignerBuilder};

@@ -76,6 +76,7 @@ impl Signer {
             app_id: app_id.into(),
             key: None,
             ttl: DEFAULT_TTL,
+            max_lifetime: SERVER_MAX_LIFETIME,
             audience: None,
             extra: Map::new(),
             clock: Arc::new(SystemClock),
@@ -183,6 +184,7 @@ pub struct SignerBuilder {
     app_id: String,
     key: Option<KeySource>,
     ttl: u64,
+    max_lifetime: u64,
     audience: Option<String>,
     extra: Map<String, Value>,
     clock: Arc<dyn Clock>,
@@ -212,6 +214,15 @@ impl SignerBuilder {
         self
     }
 
+    /// The longest token lifetime the server accepts (its
+    /// `--max-token-lifetime`; default [`SERVER_MAX_LIFETIME`]). The lifetime
+    /// asked for with [`SignerBuilder::ttl`], plus the `iat` backdating, must
+    /// fit within it.
+    pub fn max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime = secs;
+        self
+    }
+
     /// Puts `aud` in every token, for servers configured with an audience.
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audience = Some(aud.into());
@@ -234,12 +245,13 @@ impl SignerBuilder {
     /// Checks everything and builds the signer.
     pub fn build(self) -> Result<Signer, Error> {
         let app_id = AppId::new(&self.app_id).map_err(Error::InvalidAppId)?;
-        let max = SERVER_MAX_LIFETIME - IAT_BACKDATE;
+        let max = self.max_lifetime.saturating_sub(IAT_BACKDATE);
         if self.ttl == 0 || self.ttl > max {
             return Err(Error::InvalidTtl {
                 ttl: self.ttl,
                 max,
                 backdate: IAT_BACKDATE,
+                server_max: self.max_lifetime,
             });
         }
         if let Some(reserved) = ["appId", "iat", "exp", "jti", "aud", "nbf", "iss"]

@@ -32,8 +32,15 @@ pub(crate) struct UnverifiedHeader<'a> {
     pub alg: Cow<'a, str>,
     #[serde(default, borrow)]
     pub kid: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub crit: Option<IgnoredAny>,
+    /// Present at all, even as `null`: RFC 7515 section 4.1.11 forbids
+    /// ignoring a `crit` the verifier does not understand, and appauth
+    /// understands no extension.
+    #[serde(default, deserialize_with = "present")]
+    pub crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// Step 1: at most [`MAX_TOKEN_LEN`] bytes, three non-empty parts of strict

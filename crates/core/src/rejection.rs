@@ -158,40 +158,62 @@ pub enum Rejection {
 
     // --- claims --------------------------------------------------------------
     /// Expired.
-    #[error("token expired at {exp}, now is {now}")]
+    #[error("token of app {app_id} expired at {exp}, now is {now}")]
     Expired {
+        /// The appId the token claims.
+        app_id: String,
         /// The `exp` claim.
         exp: i64,
         /// The verifier's clock.
         now: i64,
     },
     /// Before `nbf`.
-    #[error("token not valid before {nbf}, now is {now}")]
+    #[error("token of app {app_id} not valid before {nbf}, now is {now}")]
     NotYetValid {
+        /// The appId the token claims.
+        app_id: String,
         /// The `nbf` claim.
         nbf: i64,
         /// The verifier's clock.
         now: i64,
     },
     /// `iat` in the future.
-    #[error("token issued in the future ({iat}), now is {now}: check the caller's clock")]
+    #[error(
+        "token of app {app_id} issued in the future ({iat}), now is {now}: check the caller's clock"
+    )]
     IssuedInFuture {
+        /// The appId the token claims.
+        app_id: String,
         /// The `iat` claim.
         iat: i64,
         /// The verifier's clock.
         now: i64,
     },
+    /// `iat` after `exp`: no signer makes such a token.
+    #[error("token of app {app_id} was issued ({iat}) after it expires ({exp})")]
+    IssuedAfterExpiry {
+        /// The appId the token claims.
+        app_id: String,
+        /// The `iat` claim.
+        iat: i64,
+        /// The `exp` claim.
+        exp: i64,
+    },
     /// `exp - iat` above the limit.
-    #[error("token lifetime {lifetime}s exceeds the {max}s maximum")]
+    #[error("token of app {app_id} has a lifetime of {lifetime}s, over the {max}s maximum")]
     LifetimeTooLong {
+        /// The appId the token claims.
+        app_id: String,
         /// `exp - iat`.
         lifetime: i64,
         /// The limit.
         max: u64,
     },
     /// `aud` does not name the configured audience.
-    #[error("token audience does not include {expected}")]
+    #[error("token of app {app_id} is not for audience {expected}")]
     WrongAudience {
+        /// The appId the token claims.
+        app_id: String,
         /// The configured audience.
         expected: String,
     },
@@ -217,6 +239,7 @@ impl Rejection {
             | Self::BadBase64 { .. }
             | Self::BadHeader { .. }
             | Self::CriticalHeader
+            | Self::IssuedAfterExpiry { .. }
             | Self::BadClaims { .. }
             | Self::InvalidAppId => Reason::Malformed,
             Self::UnsupportedAlgorithm { .. } => Reason::UnsupportedAlg,
@@ -239,12 +262,19 @@ impl Rejection {
         }
     }
 
-    /// The appId the token claimed, once it passed the grammar check.
+    /// The appId the token claimed, once it passed the grammar check (for
+    /// the claim checks and revocation, the app is also known to have keys).
     pub fn app_id(&self) -> Option<&str> {
         match self {
             Self::UnknownApp { app_id }
             | Self::UnknownKid { app_id, .. }
             | Self::BadSignature { app_id }
+            | Self::Expired { app_id, .. }
+            | Self::NotYetValid { app_id, .. }
+            | Self::IssuedInFuture { app_id, .. }
+            | Self::IssuedAfterExpiry { app_id, .. }
+            | Self::LifetimeTooLong { app_id, .. }
+            | Self::WrongAudience { app_id, .. }
             | Self::Revoked { app_id, .. } => Some(app_id),
             _ => None,
         }

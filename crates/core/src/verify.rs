@@ -116,7 +116,8 @@ impl Verifier {
     }
 
     /// Runs steps 1-6 of SPEC section 3, in order. Everything before the
-    /// signature check is cheap, so junk never costs an RSA operation.
+    /// signature check is cheap, so junk, an unknown app, an expired or
+    /// over-long token never costs an RSA operation.
     pub fn verify(
         &self,
         token: &str,
@@ -129,7 +130,7 @@ impl Verifier {
         let mut buf = Vec::with_capacity(token.len());
         let header_json = dangerous::decode_part("header", parts.header, &mut buf)?;
         let header = dangerous::header(header_json)?;
-        if header.crit.is_some() {
+        if header.crit {
             return Err(Rejection::CriticalHeader);
         }
         let alg = Algorithm::from_header(&header.alg)
@@ -162,9 +163,12 @@ impl Verifier {
             });
         }
 
-        // 6. Signature, then time and audience.
-        let signature = dangerous::decode_part("signature", parts.signature, &mut buf)?;
+        // 6. Time and audience, then the signature. The claims are not yet
+        // trusted, but a token they condemn is refused whatever its
+        // signature says, so replaying an expired token costs no RSA.
         let now = self.clock.now();
+        self.check_claims(&claims, now)?;
+        let signature = dangerous::decode_part("signature", parts.signature, &mut buf)?;
         let signer = app_keys
             .iter()
             .filter(wanted)
@@ -172,7 +176,6 @@ impl Verifier {
             .ok_or_else(|| Rejection::BadSignature {
                 app_id: app_id.to_string(),
             })?;
-        self.check_claims(&claims, now)?;
 
         Ok(Verified {
             app_id,
@@ -182,12 +185,21 @@ impl Verifier {
         })
     }
 
-    /// The time and audience rules of step 6, on claims whose signature has
-    /// verified.
+    /// The time and audience rules of step 6. The verifier runs them before
+    /// the signature; the server's token cache runs them again on every hit.
     pub fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), Rejection> {
+        let app_id = || claims.app_id.clone();
         let leeway = i64::try_from(self.config.leeway).unwrap_or(i64::MAX);
+        if claims.iat > claims.exp {
+            return Err(Rejection::IssuedAfterExpiry {
+                app_id: app_id(),
+                iat: claims.iat,
+                exp: claims.exp,
+            });
+        }
         if now >= claims.exp.saturating_add(leeway) {
             return Err(Rejection::Expired {
+                app_id: app_id(),
                 exp: claims.exp,
                 now,
             });
@@ -195,10 +207,15 @@ impl Verifier {
         if let Some(nbf) = claims.nbf
             && nbf > now.saturating_add(leeway)
         {
-            return Err(Rejection::NotYetValid { nbf, now });
+            return Err(Rejection::NotYetValid {
+                app_id: app_id(),
+                nbf,
+                now,
+            });
         }
         if claims.iat > now.saturating_add(leeway) {
             return Err(Rejection::IssuedInFuture {
+                app_id: app_id(),
                 iat: claims.iat,
                 now,
             });
@@ -206,6 +223,7 @@ impl Verifier {
         let lifetime = claims.exp.saturating_sub(claims.iat);
         if u64::try_from(lifetime).is_ok_and(|l| l > self.config.max_lifetime) {
             return Err(Rejection::LifetimeTooLong {
+                app_id: app_id(),
                 lifetime,
                 max: self.config.max_lifetime,
             });
@@ -214,6 +232,7 @@ impl Verifier {
             && !claims.aud.as_ref().is_some_and(|a| a.contains(expected))
         {
             return Err(Rejection::WrongAudience {
+                app_id: app_id(),
                 expected: expected.clone(),
             });
         }

@@ -67,7 +67,11 @@ fn warm(c: &mut Criterion) {
     let verifier = Verifier::new(VerifyConfig::default());
     let (keys, token, _) = setup(2048);
     let cache = TokenCache::new(32 * 1024 * 1024);
-    cache.insert(&token, Arc::new(verifier.verify(&token, &keys).unwrap()));
+    cache.insert(
+        &token,
+        Arc::new(verifier.verify(&token, &keys).unwrap()),
+        Default::default(),
+    );
     let now = appauth_core::Clock::now(&SystemClock);
     c.bench_function("verify/cache_hit", |b| {
         b.iter(|| black_box(cache.get(black_box(&token), &keys, &verifier, now).unwrap()))

@@ -72,6 +72,14 @@ pub fn content_version(bytes: &[u8]) -> String {
         .collect()
 }
 
+fn joined(errors: &[crate::revocation::ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn read_text(path: &Path) -> Result<(String, Fingerprint), std::io::Error> {
     // Stat before reading: a write racing with the read changes the stamp,
     // so the next event reads the file again.
@@ -111,7 +119,7 @@ impl AccessControl {
                         list
                     }
                     Err(e) => {
-                        errors.push(e.into());
+                        errors.extend(e.into_iter().map(ConfigFileError::from));
                         RevocationList::default()
                     }
                 }
@@ -142,7 +150,7 @@ impl AccessControl {
                             Some(Arc::new(p))
                         }
                         Err(e) => {
-                            errors.push(e.into());
+                            errors.extend(e.into_iter().map(ConfigFileError::from));
                             None
                         }
                     }
@@ -176,11 +184,10 @@ impl AccessControl {
             .into_iter()
             .flatten()
             .filter_map(|p| {
-                let dir = match p.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                Some((dir, p.file_name()?.to_str()?.to_owned()))
+                Some((
+                    crate::files::parent_dir(p),
+                    p.file_name()?.to_str()?.to_owned(),
+                ))
             })
             .collect()
     }
@@ -210,7 +217,7 @@ impl AccessControl {
                     }
                     Err(e) => {
                         self.metrics.config_reload_error("revocations");
-                        tracing::error!(error = %e, "revocation list NOT reloaded; the previous list stays in force");
+                        tracing::error!(error = %joined(&e), "revocation list NOT reloaded; the previous list stays in force");
                     }
                 }
             }
@@ -247,7 +254,7 @@ impl AccessControl {
                     }
                     Err(e) => {
                         self.metrics.config_reload_error("policy");
-                        tracing::error!(error = %e, "policy NOT reloaded; the previous policy stays in force");
+                        tracing::error!(error = %joined(&e), "policy NOT reloaded; the previous policy stays in force");
                     }
                 }
             }

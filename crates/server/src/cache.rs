@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use appauth_core::{KeyProvider, Verified, Verifier};
+use prometheus_client::metrics::counter::Counter;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -23,7 +24,9 @@ pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// claims, `Arc`s and the map slot.
 const ENTRY_OVERHEAD: u64 = 512;
 
-type Entry = Arc<Verified>;
+/// The verified identity, and its app and key's accepted-requests counter
+/// (resolved once, so a hit touches no metrics lock).
+type Entry = (Arc<Verified>, Counter);
 
 #[derive(Clone)]
 struct ByBytes;
@@ -67,10 +70,11 @@ impl TokenCache {
         keys: &(impl KeyProvider + ?Sized),
         verifier: &Verifier,
         now: i64,
-    ) -> Option<Arc<Verified>> {
+    ) -> Option<Entry> {
         let entry = self.cache.get(token)?;
-        if keys.has_key(&entry.app_id, &entry.kid, now)
-            && verifier.check_claims(&entry.claims, now).is_ok()
+        let verified = &entry.0;
+        if keys.has_key(&verified.app_id, &verified.kid, now)
+            && verifier.check_claims(&verified.claims, now).is_ok()
         {
             Some(entry)
         } else {
@@ -79,9 +83,9 @@ impl TokenCache {
         }
     }
 
-    /// Remembers a token that just verified.
-    pub fn insert(&self, token: &str, verified: Arc<Verified>) {
-        self.cache.insert(token.into(), verified);
+    /// Remembers a token that just verified, with its accepted counter.
+    pub fn insert(&self, token: &str, verified: Arc<Verified>, accepted: Counter) {
+        self.cache.insert(token.into(), (verified, accepted));
     }
 
     /// Entries held.
@@ -142,7 +146,11 @@ mod tests {
         let cache = TokenCache::new(1024 * 1024);
         let t = token(&key, 1000, 0);
         assert!(cache.get(&t, &keys, &verifier, 1000).is_none());
-        cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        cache.insert(
+            &t,
+            Arc::new(verifier.verify(&t, &keys).unwrap()),
+            Counter::default(),
+        );
         assert!(cache.get(&t, &keys, &verifier, 1100).is_some());
 
         // Expired (exp 1300 + 30 s leeway): a miss, and the entry is gone.
@@ -150,11 +158,19 @@ mod tests {
         assert!(cache.is_empty());
 
         // The app's key replaced: a miss.
-        cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        cache.insert(
+            &t,
+            Arc::new(verifier.verify(&t, &keys).unwrap()),
+            Counter::default(),
+        );
         let other = keys_of("a", &PrivateKey::generate(2048).unwrap());
         assert!(cache.get(&t, &other, &verifier, 1100).is_none());
         // The app gone: a miss.
-        cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+        cache.insert(
+            &t,
+            Arc::new(verifier.verify(&t, &keys).unwrap()),
+            Counter::default(),
+        );
         assert!(cache.get(&t, &Keys::new(), &verifier, 1100).is_none());
     }
 
@@ -168,7 +184,11 @@ mod tests {
         let cache = TokenCache::new(budget);
         for i in 0..500 {
             let t = token(&key, 1000, i);
-            cache.insert(&t, Arc::new(verifier.verify(&t, &keys).unwrap()));
+            cache.insert(
+                &t,
+                Arc::new(verifier.verify(&t, &keys).unwrap()),
+                Counter::default(),
+            );
         }
         assert!(cache.bytes() <= budget, "{} > {budget}", cache.bytes());
         assert!(cache.len() < 500);

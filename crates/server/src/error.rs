@@ -7,6 +7,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use appauth_core::Rejection;
 
+use crate::path::PathProblem;
+
 /// A request the gate refuses. The response says only the reason code; the
 /// details go to the log.
 #[derive(Debug)]
@@ -16,6 +18,9 @@ pub enum AuthError {
     Rejected(Rejection),
     /// The first key load has not finished: 503, try again shortly.
     NotReady,
+    /// The path is not in canonical form (`path::check`): 400, refused
+    /// before the token is looked at.
+    NotCanonical(PathProblem),
     /// The policy does not allow this route for this app: 403.
     Forbidden {
         /// The verified caller.
@@ -38,6 +43,7 @@ impl AuthError {
         match self {
             Self::Rejected(r) => ("rejected", r.reason().as_str()),
             Self::NotReady => ("unavailable", "keys_loading"),
+            Self::NotCanonical(_) => ("bad_request", "path_not_canonical"),
             Self::Forbidden { reason, .. } => ("forbidden", reason),
             Self::RateLimited { .. } => ("rate_limited", "rate_exceeded"),
         }
@@ -48,7 +54,7 @@ impl AuthError {
     pub fn app_id(&self) -> Option<&str> {
         match self {
             Self::Rejected(r) => r.app_id(),
-            Self::NotReady => None,
+            Self::NotReady | Self::NotCanonical(_) => None,
             Self::Forbidden { app_id, .. } | Self::RateLimited { app_id, .. } => Some(app_id),
         }
     }
@@ -59,6 +65,7 @@ impl fmt::Display for AuthError {
         match self {
             Self::Rejected(r) => write!(f, "{r}"),
             Self::NotReady => f.write_str("keys are still loading"),
+            Self::NotCanonical(problem) => write!(f, "{problem}"),
             Self::Forbidden { app_id, reason } => {
                 write!(f, "app {app_id} forbidden by policy ({reason})")
             }
@@ -86,6 +93,7 @@ impl ResponseError for AuthError {
         match self {
             Self::Rejected(_) => StatusCode::UNAUTHORIZED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotCanonical(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -108,6 +116,9 @@ impl ResponseError for AuthError {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
                 resp.json(serde_json::json!({ "error": "not_ready", "reason": "keys_loading" }))
             }
+            Self::NotCanonical(_) => resp.json(
+                serde_json::json!({ "error": "bad_request", "reason": "path_not_canonical" }),
+            ),
             Self::Forbidden { reason, .. } => {
                 resp.json(serde_json::json!({ "error": "forbidden", "reason": reason }))
             }

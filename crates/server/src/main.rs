@@ -7,6 +7,7 @@ use std::time::Duration;
 use appauth_core::{Algorithm, VerifyConfig};
 use appauth_server::{ServerConfig, WatchConfig};
 use clap::Parser;
+use clap::builder::BoolishValueParser;
 
 /// The appauth API server: verifies appauth tokens against a watched keys directory.
 #[derive(Parser)]
@@ -66,12 +67,18 @@ struct Args {
     /// Milliseconds a client may take to send a request head (slow-loris bound; 408 after).
     #[arg(long, env = "APPAUTH_REQUEST_HEAD_TIMEOUT_MS", default_value_t = 5000)]
     request_head_timeout_ms: u64,
+    /// Milliseconds an idle keep-alive connection stays open between requests.
+    #[arg(long, env = "APPAUTH_KEEP_ALIVE_MS", default_value_t = 15000)]
+    keep_alive_ms: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "APPAUTH_WORKERS")]
     workers: Option<usize>,
-    /// Log JSON lines instead of text.
-    #[arg(long, env = "APPAUTH_LOG_JSON")]
+    /// Log JSON lines instead of text (the variable takes 1/0, yes/no, true/false, on/off).
+    #[arg(long, env = "APPAUTH_LOG_JSON", value_parser = BoolishValueParser::new())]
     log_json: bool,
+    /// Log every accepted request: app, kid, method, path, status, time (off by default).
+    #[arg(long, env = "APPAUTH_ACCESS_LOG", value_parser = BoolishValueParser::new())]
+    access_log: bool,
 }
 
 fn main() -> ExitCode {
@@ -100,8 +107,10 @@ fn main() -> ExitCode {
         policy: args.policy,
         revocations: args.revocations,
         request_head_timeout: Duration::from_millis(args.request_head_timeout_ms),
+        keep_alive: Duration::from_millis(args.keep_alive_ms),
         workers: args.workers,
         log_json: args.log_json,
+        access_log: args.access_log,
     };
     if args.check_config {
         return match appauth_server::check_config(&config) {

@@ -19,6 +19,15 @@ pub struct OutcomeLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `appauth_accepted_total`: which app called with which key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    /// The verified caller.
+    pub app: String,
+    /// The key that verified its token.
+    pub kid: String,
+}
+
 /// Labels of `appauth_config_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConfigLabels {
@@ -68,6 +77,11 @@ pub struct Metrics {
     pub token_cache_misses: Counter,
     /// Tokens held in the verified-token cache.
     pub token_cache_entries: Gauge,
+    /// Accepted requests by app and key: the rotation runbook's "the old kid
+    /// no longer appears". Labels exist only for keys in the keys directory
+    /// and are dropped when their key leaves it.
+    accepted_by_key: Family<KeyLabels, Counter>,
+    accepted_keys: parking_lot::Mutex<std::collections::HashSet<KeyLabels>>,
     config_info: Family<ConfigLabels, Gauge>,
     config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
     config_reload_errors: Family<FileLabels, Counter>,
@@ -107,6 +121,7 @@ impl Metrics {
         for (outcome, reason) in [
             ("forbidden", "route_not_allowed"),
             ("forbidden", "path_not_canonical"),
+            ("bad_request", "path_not_canonical"),
             ("rate_limited", "rate_exceeded"),
         ] {
             requests
@@ -167,6 +182,12 @@ impl Metrics {
             "Tokens held in the verified-token cache",
             token_cache_entries.clone(),
         );
+        let accepted_by_key = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "accepted",
+            "Accepted requests by app and the key that verified the token",
+            accepted_by_key.clone(),
+        );
         let config_info = Family::<ConfigLabels, Gauge>::default();
         registry.register(
             "config_info",
@@ -201,6 +222,8 @@ impl Metrics {
             token_cache_hits,
             token_cache_misses,
             token_cache_entries,
+            accepted_by_key,
+            accepted_keys: parking_lot::Mutex::new(std::collections::HashSet::new()),
             config_info,
             config_versions: parking_lot::Mutex::new(Vec::new()),
             config_reload_errors,
@@ -240,6 +263,31 @@ impl Metrics {
         self.requests
             .get_or_create(&OutcomeLabels { outcome, reason })
             .inc();
+    }
+
+    /// The counter of accepted requests for `app` signing with `kid`. Callers
+    /// keep the handle (the token cache does), so a warm request touches no
+    /// lock.
+    pub fn accepted_counter(&self, app: &str, kid: &str) -> Counter {
+        let labels = KeyLabels {
+            app: app.to_owned(),
+            kid: kid.to_owned(),
+        };
+        let counter = self.accepted_by_key.get_or_create_owned(&labels);
+        self.accepted_keys.lock().insert(labels);
+        counter
+    }
+
+    /// Drops the per-key counters of keys no longer loaded, so the label set
+    /// stays bounded by the keys directory.
+    pub fn retain_keys(&self, loaded: impl Fn(&str, &str) -> bool) {
+        self.accepted_keys.lock().retain(|l| {
+            let keep = loaded(&l.app, &l.kid);
+            if !keep {
+                self.accepted_by_key.remove(l);
+            }
+            keep
+        });
     }
 
     /// The registry in Prometheus text format.

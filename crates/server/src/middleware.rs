@@ -30,18 +30,20 @@ use std::time::Instant;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::Method;
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-
-/// The header the Node recipe sends its token in.
-pub const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
+use appauth_core::{KeyProvider, Rejection, Verified, Verifier};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::access::AccessControl;
 use crate::cache::TokenCache;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
-use appauth_core::{KeyProvider, Rejection, Verified, Verifier};
-
 use crate::error::AuthError;
 use crate::metrics::Metrics;
+use crate::refusal_log::RefusalLog;
+
+/// The header the Node recipe sends its token in.
+pub const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
 
 /// A key source the middleware can use: keys plus a readiness flag.
 pub trait KeySource: KeyProvider + Send + Sync {
@@ -99,7 +101,9 @@ struct GateState {
     metrics: Arc<Metrics>,
     access: Option<Arc<AccessControl>>,
     cache: Option<Arc<TokenCache>>,
-    exempt: Vec<String>,
+    exempt: Vec<(Method, String)>,
+    access_log: bool,
+    refusals: Arc<RefusalLog>,
 }
 
 impl AppAuth {
@@ -113,6 +117,8 @@ impl AppAuth {
                 access: None,
                 cache: None,
                 exempt: Vec::new(),
+                access_log: false,
+                refusals: Arc::new(RefusalLog::default()),
             }),
         }
     }
@@ -129,11 +135,21 @@ impl AppAuth {
         self.rebuild(|s| s.cache = Some(cache))
     }
 
-    /// Lets requests for these exact paths through without a token, so the
-    /// gate can wrap a whole app while health probes stay open.
-    pub fn exempt<I: IntoIterator<Item = S>, S: Into<String>>(self, paths: I) -> Self {
-        let paths: Vec<String> = paths.into_iter().map(Into::into).collect();
-        self.rebuild(|s| s.exempt = paths)
+    /// Lets requests for these exact methods and paths through without a
+    /// token, so the gate can wrap a whole app while health probes stay open.
+    /// Only the method given is exempt: `POST /healthz` still needs a token,
+    /// whatever the app behind would do with it.
+    pub fn exempt<I: IntoIterator<Item = (Method, S)>, S: Into<String>>(self, routes: I) -> Self {
+        let routes: Vec<(Method, String)> =
+            routes.into_iter().map(|(m, p)| (m, p.into())).collect();
+        self.rebuild(|s| s.exempt = routes)
+    }
+
+    /// Logs every accepted request (app, kid, method, path, status and time
+    /// to the response head) at INFO under the `appauth::access` target.
+    /// Off by default: refusals are always logged, acceptances only on demand.
+    pub fn access_log(self, on: bool) -> Self {
+        self.rebuild(|s| s.access_log = on)
     }
 
     fn rebuild(self, change: impl FnOnce(&mut GateState)) -> Self {
@@ -146,7 +162,8 @@ impl AppAuth {
 }
 
 impl GateState {
-    fn authenticate(&self, req: &ServiceRequest) -> Result<Arc<Verified>, AuthError> {
+    fn authenticate(&self, req: &ServiceRequest) -> Result<(Arc<Verified>, Counter), AuthError> {
+        crate::path::check(req.path()).map_err(AuthError::NotCanonical)?;
         if !self.keys.is_ready() {
             return Err(AuthError::NotReady);
         }
@@ -160,8 +177,16 @@ impl GateState {
                 .observe(started.elapsed().as_secs_f64());
             result.map(Arc::new)
         };
-        let verified = match &self.cache {
-            None => verify()?,
+        let counter = |v: &Verified| {
+            self.metrics
+                .accepted_counter(v.app_id.as_str(), v.kid.as_str())
+        };
+        let (verified, accepted) = match &self.cache {
+            None => {
+                let verified = verify()?;
+                let accepted = counter(&verified);
+                (verified, accepted)
+            }
             Some(cache) => {
                 let now = self.verifier.clock().now();
                 match cache.get(token, keys, &self.verifier, now) {
@@ -172,9 +197,10 @@ impl GateState {
                     None => {
                         self.metrics.token_cache_misses.inc();
                         let verified = verify()?;
-                        cache.insert(token, verified.clone());
+                        let accepted = counter(&verified);
+                        cache.insert(token, verified.clone(), accepted.clone());
                         self.metrics.token_cache_entries.set(cache.len() as i64);
-                        verified
+                        (verified, accepted)
                     }
                 }
             }
@@ -182,7 +208,7 @@ impl GateState {
         if let Some(access) = &self.access {
             access.check(&verified, req.method().as_str(), req.path())?;
         }
-        Ok(verified)
+        Ok((verified, accepted))
     }
 }
 
@@ -192,8 +218,28 @@ fn text(v: &HeaderValue) -> Result<&str, Rejection> {
     std::str::from_utf8(v.as_bytes()).map_err(|_| Rejection::NotThreeParts)
 }
 
+/// RFC 9110 section 11.4 and RFC 6750 section 2.1: a case-insensitive
+/// scheme, then whitespace (any run of spaces and tabs), then the token.
+/// `None` for another scheme; an error for a Bearer with no token or with
+/// whitespace inside it.
+fn bearer(value: &str) -> Result<Option<&str>, Rejection> {
+    let blank = |c: char| c == ' ' || c == '\t';
+    let value = value.trim_matches(blank);
+    let (scheme, rest) = match value.find(blank) {
+        Some(i) => (&value[..i], value[i..].trim_start_matches(blank)),
+        None => (value, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    if rest.is_empty() || rest.contains(blank) {
+        return Err(Rejection::NotBearer);
+    }
+    Ok(Some(rest))
+}
+
 /// SPEC section 2: `x-token` or `Authorization: Bearer`; both with different
-/// values is refused.
+/// values is refused, so a second token can never ride along unchecked.
 pub fn extract_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     let mut x_tokens = headers.get_all(X_TOKEN);
     let x_token = match (x_tokens.next(), x_tokens.next()) {
@@ -206,14 +252,12 @@ pub fn extract_token(headers: &HeaderMap) -> Result<&str, Rejection> {
         (None, _) => None,
         (Some(v), None) => {
             let v = text(v).map_err(|_| Rejection::NotBearer)?;
-            match v.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Some(token.trim())
-                }
+            match bearer(v)? {
+                Some(token) => Some(token),
                 // Another scheme (Basic for some other layer): ignored when an
                 // x-token is present, refused when it is the only credential.
-                _ if x_token.is_some() => None,
-                _ => return Err(Rejection::NotBearer),
+                None if x_token.is_some() => None,
+                None => return Err(Rejection::NotBearer),
             }
         }
         (Some(_), Some(_)) => return Err(Rejection::ConflictingTokens),
@@ -265,30 +309,61 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let state = &self.state;
-        if state.exempt.iter().any(|p| p == req.path()) {
+        if state
+            .exempt
+            .iter()
+            .any(|(m, p)| m == req.method() && p == req.path())
+        {
             let service = self.service.clone();
             return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
         }
         let result = state.authenticate(&req);
         match result {
-            Ok(verified) => {
+            Ok((verified, accepted)) => {
                 state.metrics.record("accepted", "none");
-                req.extensions_mut().insert(Caller(verified));
+                accepted.inc();
                 let service = self.service.clone();
-                Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) })
+                if !state.access_log {
+                    req.extensions_mut().insert(Caller(verified));
+                    return Box::pin(
+                        async move { Ok(service.call(req).await?.map_into_left_body()) },
+                    );
+                }
+                let started = Instant::now();
+                let (method, path) = (req.method().clone(), req.path().to_owned());
+                req.extensions_mut().insert(Caller(verified.clone()));
+                Box::pin(async move {
+                    let response = service.call(req).await?;
+                    tracing::info!(
+                        target: "appauth::access",
+                        app_id = %verified.app_id,
+                        kid = %verified.kid,
+                        method = %method,
+                        path,
+                        status = response.status().as_u16(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "request"
+                    );
+                    Ok(response.map_into_left_body())
+                })
             }
             Err(err) => {
                 let (outcome, reason) = err.outcome();
                 state.metrics.record(outcome, reason);
-                tracing::warn!(
-                    app_id = err.app_id().unwrap_or("-"),
-                    outcome,
-                    reason,
-                    detail = %err,
-                    method = %req.method(),
-                    path = req.path(),
-                    "request refused"
-                );
+                // The metrics count every refusal; the log says one line per
+                // reason per second, so a junk flood is not a log flood.
+                if let Some(suppressed) = state.refusals.admit(outcome, reason) {
+                    tracing::warn!(
+                        app_id = err.app_id().unwrap_or("-"),
+                        outcome,
+                        reason,
+                        detail = %err,
+                        method = %req.method(),
+                        path = req.path(),
+                        suppressed,
+                        "request refused"
+                    );
+                }
                 let response = err.error_response();
                 Box::pin(ready(Ok(req.into_response(response).map_into_right_body())))
             }
@@ -299,6 +374,59 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::test as actix_test;
+    use actix_web::{App, HttpResponse, web};
+    use appauth_core::VerifyConfig;
+
+    /// An app whose fallback does not ask for `Caller`: only the gate stands
+    /// between a caller and it.
+    #[actix_web::test]
+    async fn only_the_exempt_method_skips_the_gate() {
+        let keys: std::collections::HashMap<appauth_core::AppId, Arc<[appauth_core::PublicKey]>> =
+            Default::default();
+        let gate = AppAuth::new(
+            Verifier::new(VerifyConfig::default()),
+            Arc::new(keys),
+            Arc::new(Metrics::new()),
+        )
+        .exempt([(Method::GET, "/healthz")]);
+        let app = actix_test::init_service(
+            App::new()
+                .wrap(gate)
+                .default_service(web::to(|| async { HttpResponse::Ok().body("open") })),
+        )
+        .await;
+        let call = |method: Method, path: &str| {
+            actix_test::TestRequest::default()
+                .method(method)
+                .uri(path)
+                .to_request()
+        };
+        let resp = actix_test::call_service(&app, call(Method::GET, "/healthz")).await;
+        assert_eq!(resp.status(), 200);
+        for (method, path) in [
+            (Method::POST, "/healthz"),
+            (Method::PUT, "/healthz"),
+            (Method::HEAD, "/healthz"),
+            (Method::GET, "/healthz/"),
+            (Method::GET, "/other"),
+        ] {
+            let resp = actix_test::call_service(&app, call(method.clone(), path)).await;
+            assert_eq!(resp.status(), 401, "{method} {path}");
+        }
+        let resp = actix_test::call_service(&app, call(Method::GET, "/a/../healthz")).await;
+        assert_eq!(resp.status(), 400);
+    }
+
+    #[test]
+    fn bearer_takes_any_whitespace_and_one_token() {
+        assert_eq!(bearer("Bearer a.b.c"), Ok(Some("a.b.c")));
+        assert_eq!(bearer("bearer\ta.b.c"), Ok(Some("a.b.c")));
+        assert_eq!(bearer("BEARER \t a.b.c "), Ok(Some("a.b.c")));
+        assert_eq!(bearer("Basic Zm9v"), Ok(None));
+        assert_eq!(bearer("Bearer"), Err(Rejection::NotBearer));
+        assert_eq!(bearer("Bearer a.b.c x.y.z"), Err(Rejection::NotBearer));
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -347,6 +475,14 @@ mod tests {
                 ("authorization", "Basic Zm9v")
             ])),
             Ok("a.b.c")
+        );
+        // A second token behind a tab is still a second token.
+        assert_eq!(
+            extract_token(&headers(&[
+                ("x-token", "a.b.c"),
+                ("authorization", "Bearer\tx.y.z")
+            ])),
+            Err(Rejection::ConflictingTokens)
         );
     }
 }

@@ -13,7 +13,8 @@
 //! An app's own table replaces the default's `allow` and `rate` where it sets
 //! them. Patterns are `METHOD /path`: `*` matches one path segment, a trailing
 //! `/**` one or more further segments, `*` as the method any method, and `*`
-//! alone everything.
+//! alone everything. A single trailing `/` in a request names the same route
+//! as none (`GET /users/` matches `GET /users`).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -213,8 +214,10 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Parses the text of a policy file; `file` names it in errors.
-    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+    /// Parses the text of a policy file; `file` names it in errors. Every
+    /// bad pattern, rate and appId is reported, not only the first (a TOML
+    /// syntax error stops the reading, so it comes alone).
+    pub fn parse(file: &str, text: &str) -> Result<Self, Vec<ConfigError>> {
         let at = |span: Option<Range<usize>>, message: String| {
             let (line, column) = line_col(text, span.map_or(0, |s| s.start));
             ConfigError {
@@ -225,30 +228,44 @@ impl Policy {
             }
         };
         let raw: PolicyFile =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
-        let rules = |r: RulesFile| -> Result<Rules, ConfigError> {
-            let allow = match r.allow {
-                None => None,
-                Some(list) => Some(
-                    list.into_iter()
-                        .map(|p| {
-                            RoutePattern::parse(p.get_ref()).map_err(|m| at(Some(p.span()), m))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-            };
-            let rate = match r.rate {
-                None => None,
-                Some(s) => Some(Rate::parse(s.get_ref()).map_err(|m| at(Some(s.span()), m))?),
-            };
-            Ok(Rules { allow, rate })
+            toml::from_str(text).map_err(|e| vec![at(e.span(), e.message().to_owned())])?;
+        let mut errors = Vec::new();
+        let mut rules = |r: RulesFile| -> Rules {
+            let allow = r.allow.map(|list| {
+                list.into_iter()
+                    .filter_map(|p| {
+                        RoutePattern::parse(p.get_ref())
+                            .map_err(|m| errors.push(at(Some(p.span()), m)))
+                            .ok()
+                    })
+                    .collect()
+            });
+            let rate = r.rate.and_then(|s| {
+                Rate::parse(s.get_ref())
+                    .map_err(|m| errors.push(at(Some(s.span()), m)))
+                    .ok()
+            });
+            Rules { allow, rate }
         };
-        let default = raw.default.map(rules).transpose()?.unwrap_or_default();
+        let default = raw.default.map(&mut rules).unwrap_or_default();
         let mut apps = HashMap::new();
-        for (name, table) in raw.apps {
-            let app =
-                AppId::new(name.get_ref()).map_err(|e| at(Some(name.span()), e.to_string()))?;
-            apps.insert(app, rules(table)?);
+        let mut names: Vec<_> = raw.apps.into_iter().collect();
+        // Reported in file order.
+        names.sort_by_key(|(name, _)| name.span().start);
+        let mut bad_names = Vec::new();
+        for (name, table) in names {
+            let rules = rules(table);
+            match AppId::new(name.get_ref()) {
+                Ok(app) => {
+                    apps.insert(app, rules);
+                }
+                Err(e) => bad_names.push(at(Some(name.span()), e.to_string())),
+            }
+        }
+        errors.extend(bad_names);
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| (e.line, e.column));
+            return Err(errors);
         }
         let own_limiters = apps
             .iter()
@@ -305,21 +322,12 @@ impl Policy {
     }
 }
 
-/// The path's segments, or `None` when it is not canonical.
+/// The path's segments, or `None` when it is not canonical (the gate
+/// refuses such paths before the policy sees them; this keeps the policy
+/// safe on its own).
 fn canonical_segments(path: &str) -> Option<Vec<&str>> {
-    let rest = path.strip_prefix('/')?;
-    if rest.is_empty() {
-        return Some(Vec::new());
-    }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let lower = path.to_ascii_lowercase();
-    let encoded_trick = ["%2f", "%5c", "%2e", "\\"]
-        .iter()
-        .any(|t| lower.contains(t));
-    let bad = segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..");
-    (!encoded_trick && !bad).then_some(segments)
+    crate::path::check(path).ok()?;
+    Some(crate::path::segments(path))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -434,7 +442,7 @@ allow = ["*"]
             ("[default\n", "policy.toml:1:9:"),
         ];
         for (text, expected) in cases {
-            let err = Policy::parse("policy.toml", text).unwrap_err().to_string();
+            let err = Policy::parse("policy.toml", text).unwrap_err()[0].to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
     }

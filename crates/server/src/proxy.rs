@@ -8,7 +8,9 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::middleware::{Caller, X_TOKEN};
+use actix_web::body::SizedStream;
+
+use crate::middleware::Caller;
 
 /// Where and how to forward.
 #[derive(Debug, Clone)]
@@ -55,6 +57,29 @@ impl Upstream {
 pub const X_APP_ID: HeaderName = HeaderName::from_static("x-app-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
+/// Headers the caller must not choose: the identity the upstream trusts, the
+/// credentials the gate consumed, and the forwarding chain the gateway
+/// writes. Compared the way CGI and WSGI servers read header names
+/// (lower-cased, `_` as `-`), since they merge `X_App_Id` into `x-app-id`.
+const RESERVED: [&str; 5] = [
+    "x-app-id",
+    "x-token",
+    "authorization",
+    "proxy-authorization",
+    "x-forwarded-for",
+];
+
+/// Whether `name` is, or reads as, one of the reserved headers.
+fn is_reserved(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    RESERVED.iter().any(|r| {
+        r.len() == name.len()
+            && r.bytes()
+                .zip(name)
+                .all(|(r, n)| r == n.to_ascii_lowercase() || (r == b'-' && *n == b'_'))
+    })
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -81,25 +106,19 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The request headers to forward: no hop-by-hop headers, no token, no
-/// caller-supplied `x-app-id`; then the verified `x-app-id`.
+/// The request headers to forward: no hop-by-hop headers, no credential of
+/// any scheme, no identity or forwarding header the caller wrote (in any
+/// spelling); then the verified `x-app-id`, exactly once.
 pub fn forward_headers(incoming: &HeaderMap, app_id: &str) -> Vec<(HeaderName, HeaderValue)> {
     let listed = connection_listed(incoming);
     let mut out: Vec<(HeaderName, HeaderValue)> = incoming
         .iter()
-        .filter(|(name, value)| {
-            let bearer = *name == header::AUTHORIZATION
-                && value.to_str().is_ok_and(|v| {
-                    v.get(..7)
-                        .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-                });
+        .filter(|(name, _)| {
             !is_hop_by_hop(name)
                 && !listed.iter().any(|l| l == name.as_str())
-                && *name != X_TOKEN
-                && *name != X_APP_ID
+                && !is_reserved(name)
                 && *name != header::HOST
                 && *name != header::CONTENT_LENGTH
-                && !bearer
         })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
@@ -127,6 +146,8 @@ pub async fn forward(
         outgoing = outgoing.append_header((name, value));
     }
     if let Some(peer) = req.peer_addr() {
+        // The caller's own X-Forwarded-For (exact spelling only) is kept as
+        // the start of the chain; the peer the gateway saw is appended.
         let prior = req
             .headers()
             .get(&X_FORWARDED_FOR)
@@ -135,17 +156,21 @@ pub async fn forward(
             .unwrap_or_default();
         outgoing = outgoing.insert_header((X_FORWARDED_FOR, format!("{prior}{}", peer.ip())));
     }
-    // A request without a body must not be sent chunked: some upstreams
-    // reject a chunked GET.
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let sent = if has_body {
-        if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-            outgoing = outgoing.insert_header((header::CONTENT_LENGTH, len.clone()));
+    // Bodies stream through without being buffered. A body with a length
+    // keeps it (many upstreams read by Content-Length and see nothing of a
+    // chunked body); a chunked one stays chunked; none stays none (some
+    // upstreams refuse a chunked GET).
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let sent = match length {
+        Some(len) => outgoing.send_body(SizedStream::new(len, payload)).await,
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            outgoing.send_stream(payload).await
         }
-        outgoing.send_stream(payload).await
-    } else {
-        outgoing.send().await
+        None => outgoing.send().await,
     };
     let response = match sent {
         Ok(r) => r,
@@ -162,6 +187,14 @@ pub async fn forward(
         }
     };
     let mut back = HttpResponse::build(response.status());
+    if let Some(len) = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        back.no_chunking(len);
+    }
     let listed = connection_listed(response.headers());
     for (name, value) in response.headers() {
         if !is_hop_by_hop(name)
@@ -228,16 +261,45 @@ mod tests {
         }
         assert!(names.contains(&"accept") && names.contains(&"x-request-id"));
 
-        // Another scheme's Authorization belongs to the upstream.
+        // No credential of any scheme goes upstream: the upstream trusts
+        // x-app-id alone.
         let mut basic = HeaderMap::new();
         basic.append(
             header::AUTHORIZATION,
             HeaderValue::from_static("Basic Zm9v"),
         );
         assert!(
-            forward_headers(&basic, "a")
+            !forward_headers(&basic, "a")
                 .iter()
                 .any(|(n, _)| n == "authorization")
         );
+    }
+
+    #[test]
+    fn reserved_headers_in_any_spelling_are_dropped() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x_app_id",
+            "x_app-id",
+            "x-app_id",
+            "x_token",
+            "x-token",
+            "authorization",
+            "proxy_authorization",
+            "x_forwarded_for",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        h.append(
+            HeaderName::from_static("x-app-idx"),
+            HeaderValue::from_static("kept"),
+        );
+        let out = forward_headers(&h, "orders");
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-app-idx", "x-app-id"], "{out:?}");
+        assert_eq!(out[1].1, "orders");
     }
 }

@@ -9,6 +9,7 @@ use appauth_core::SystemClock;
 
 use crate::KeyStore;
 use crate::access::AccessControl;
+use crate::files::parent_dir as parent;
 use crate::tls::CertReloader;
 use crate::watcher::Reload;
 
@@ -19,13 +20,6 @@ pub(crate) struct Reloader {
     pub(crate) tls: Option<Arc<CertReloader>>,
 }
 
-fn parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 impl Reload for Reloader {
     fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.store.dir().to_path_buf()];
@@ -34,6 +28,20 @@ impl Reload for Reloader {
             dirs.extend(tls.files().iter().map(|f| parent(f)));
         }
         dirs
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = self.store.key_files();
+        files.extend(
+            self.access
+                .watched_files()
+                .into_iter()
+                .map(|(d, f)| d.join(f)),
+        );
+        if let Some(tls) = &self.tls {
+            files.extend(tls.files().iter().map(|f| f.to_path_buf()));
+        }
+        files
     }
 
     fn changed(&self, dir: &Path, names: HashSet<String>) {

@@ -4,7 +4,12 @@
 //! jti  <token id>                       # one token
 //! app  <appId> before <RFC 3339 time>   # every token of the app issued before then
 //! kid  <thumbprint>                     # every token signed by that key
+//! app  <appId>                          # every token of the app, now and later
 //! ```
+//!
+//! `app ... before` ends the sessions that exist; it does not stop a leaked
+//! private key, whose holder signs fresh tokens. A `kid` rule (or retiring
+//! the key from the bundle) stops the key; `app <appId>` stops the app.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -17,6 +22,7 @@ pub struct RevocationList {
     jtis: HashSet<String>,
     apps_before: HashMap<AppId, i64>,
     kids: HashSet<String>,
+    apps_blocked: HashSet<AppId>,
 }
 
 /// A line of a policy or revocation file that cannot be used.
@@ -42,6 +48,8 @@ pub enum RevokedBy {
     AppBefore,
     /// `kid <thumbprint>`.
     Kid,
+    /// `app <appId>`.
+    App,
 }
 
 impl RevokedBy {
@@ -51,6 +59,7 @@ impl RevokedBy {
             Self::Jti => "jti",
             Self::AppBefore => "app before",
             Self::Kid => "kid",
+            Self::App => "app",
         }
     }
 }
@@ -63,83 +72,104 @@ impl fmt::Display for RevokedBy {
 
 impl RevocationList {
     /// Parses the text of a revocation file; `file` names it in errors.
-    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+    /// Every bad line is reported, not only the first.
+    pub fn parse(file: &str, text: &str) -> Result<Self, Vec<ConfigError>> {
         let mut list = Self::default();
+        let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
-            let line = raw.split('#').next().unwrap_or("");
-            let err = |column: usize, message: String| ConfigError {
-                file: file.to_owned(),
-                line: i + 1,
-                column,
-                message,
-            };
-            let words: Vec<(usize, &str)> = words(line);
-            let Some(&(col, verb)) = words.first() else {
-                continue;
-            };
-            let arg = |n: usize, what: &str| {
-                words.get(n).map(|&(_, w)| w).ok_or_else(|| {
-                    err(
-                        line.trim_end().len() + 1,
-                        format!("expected {what} after \"{verb}\""),
-                    )
-                })
-            };
-            let extra = |n: usize| match words.get(n) {
-                Some(&(c, w)) => Err(err(
-                    c + 1,
-                    format!("unexpected \"{w}\" at the end of the rule"),
-                )),
-                None => Ok(()),
-            };
-            match verb {
-                "jti" => {
-                    list.jtis.insert(arg(1, "a token id")?.to_owned());
-                    extra(2)?;
-                }
-                "kid" => {
-                    let kid = arg(1, "a key thumbprint")?;
-                    if Kid::parse(kid).is_none() {
-                        return Err(err(
-                            words[1].0 + 1,
-                            format!("\"{kid}\" is not a key thumbprint (43 base64url characters)"),
-                        ));
-                    }
-                    list.kids.insert(kid.to_owned());
-                    extra(2)?;
-                }
-                "app" => {
-                    let app = arg(1, "an appId")?;
-                    let app = AppId::new(app).map_err(|e| err(words[1].0 + 1, e.to_string()))?;
-                    let before = arg(2, "\"before <RFC 3339 time>\"")?;
-                    if before != "before" {
-                        return Err(err(
-                            words[2].0 + 1,
-                            format!("expected \"before\", found \"{before}\""),
-                        ));
-                    }
-                    let when = arg(3, "an RFC 3339 time such as 2026-01-31T12:00:00Z")?;
-                    let ts: jiff::Timestamp = when.parse().map_err(|e| {
-                        err(
-                            words[3].0 + 1,
-                            format!("\"{when}\" is not an RFC 3339 time such as 2026-01-31T12:00:00Z ({e})"),
-                        )
-                    })?;
-                    extra(4)?;
-                    let t = ts.as_second();
-                    // Two rules for one app: the later cut-off revokes more.
-                    let entry = list.apps_before.entry(app).or_insert(t);
-                    *entry = (*entry).max(t);
-                }
-                other => {
-                    return Err(err(
-                        col + 1,
-                        format!("unknown rule \"{other}\": expected jti, app or kid"),
-                    ));
-                }
+            if let Err(e) = list.parse_line(file, i + 1, raw) {
+                errors.push(e);
             }
         }
-        Ok(list)
+        if errors.is_empty() {
+            Ok(list)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn parse_line(&mut self, file: &str, line_no: usize, raw: &str) -> Result<(), ConfigError> {
+        let line = raw.split('#').next().unwrap_or("");
+        let err = |column: usize, message: String| ConfigError {
+            file: file.to_owned(),
+            line: line_no,
+            column,
+            message,
+        };
+        let words: Vec<(usize, &str)> = words(line);
+        let Some(&(col, verb)) = words.first() else {
+            return Ok(());
+        };
+        let arg = |n: usize, what: &str| {
+            words.get(n).map(|&(_, w)| w).ok_or_else(|| {
+                err(
+                    line.trim_end().len() + 1,
+                    format!("expected {what} after \"{verb}\""),
+                )
+            })
+        };
+        let extra = |n: usize| match words.get(n) {
+            Some(&(c, w)) => Err(err(
+                c + 1,
+                format!("unexpected \"{w}\" at the end of the rule"),
+            )),
+            None => Ok(()),
+        };
+        match verb {
+            "jti" => {
+                let jti = arg(1, "a token id")?;
+                extra(2)?;
+                self.jtis.insert(jti.to_owned());
+            }
+            "kid" => {
+                let kid = arg(1, "a key thumbprint")?;
+                if Kid::parse(kid).is_none() {
+                    return Err(err(
+                        words[1].0 + 1,
+                        format!("\"{kid}\" is not a key thumbprint (43 base64url characters)"),
+                    ));
+                }
+                extra(2)?;
+                self.kids.insert(kid.to_owned());
+            }
+            "app" => {
+                let app = arg(1, "an appId")?;
+                let app = AppId::new(app).map_err(|e| err(words[1].0 + 1, e.to_string()))?;
+                let Some(&(before_col, before)) = words.get(2) else {
+                    self.apps_blocked.insert(app);
+                    return Ok(());
+                };
+                if before != "before" {
+                    return Err(err(
+                        before_col + 1,
+                        format!(
+                            "expected \"before <RFC 3339 time>\" or nothing, found \"{before}\""
+                        ),
+                    ));
+                }
+                let when = arg(3, "an RFC 3339 time such as 2026-01-31T12:00:00Z")?;
+                let ts: jiff::Timestamp = when.parse().map_err(|e| {
+                    err(
+                        words[3].0 + 1,
+                        format!(
+                            "\"{when}\" is not an RFC 3339 time such as 2026-01-31T12:00:00Z ({e})"
+                        ),
+                    )
+                })?;
+                extra(4)?;
+                let t = ts.as_second();
+                // Two rules for one app: the later cut-off revokes more.
+                let entry = self.apps_before.entry(app).or_insert(t);
+                *entry = (*entry).max(t);
+            }
+            other => {
+                return Err(err(
+                    col + 1,
+                    format!("unknown rule \"{other}\": expected jti, app or kid"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether `token` is revoked, and by which rule.
@@ -157,12 +187,15 @@ impl RevocationList {
         if self.kids.contains(token.kid.as_str()) {
             return Some(RevokedBy::Kid);
         }
+        if self.apps_blocked.contains(&token.app_id) {
+            return Some(RevokedBy::App);
+        }
         None
     }
 
     /// How many rules are in force.
     pub fn len(&self) -> usize {
-        self.jtis.len() + self.apps_before.len() + self.kids.len()
+        self.jtis.len() + self.apps_before.len() + self.kids.len() + self.apps_blocked.len()
     }
 
     /// Whether no rule is in force.
@@ -200,10 +233,10 @@ mod tests {
     #[test]
     fn parses_every_rule_with_comments() {
         let text = format!(
-            "# revoked tokens\n\njti  abc-123   # leaked in a log\napp  billing before 2026-01-31T12:00:00Z\nkid {KID}\n"
+            "# revoked tokens\n\njti  abc-123   # leaked in a log\napp  billing before 2026-01-31T12:00:00Z\nkid {KID}\napp leaked-app\n"
         );
         let list = RevocationList::parse("revoked.txt", &text).unwrap();
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.len(), 4);
     }
 
     #[test]
@@ -219,7 +252,7 @@ mod tests {
             ),
             (
                 "app billing after 2026-01-01T00:00:00Z",
-                "revoked.txt:1:13: expected \"before\"",
+                "revoked.txt:1:13: expected \"before <RFC 3339 time>\" or nothing",
             ),
             (
                 "app ../x before 2026-01-01T00:00:00Z",
@@ -233,11 +266,18 @@ mod tests {
             ("jti a b", "revoked.txt:1:7: unexpected \"b\""),
         ];
         for (text, expected) in cases {
-            let err = RevocationList::parse("revoked.txt", text)
-                .unwrap_err()
-                .to_string();
+            let err = RevocationList::parse("revoked.txt", text).unwrap_err()[0].to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn every_bad_line_is_reported() {
+        let errors =
+            RevocationList::parse("revoked.txt", "jti ok\ndeny x\nkid short\napp a before\n")
+                .unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3, 4], "{errors:?}");
     }
 
     proptest::proptest! {
@@ -251,7 +291,8 @@ mod tests {
             verb in "(jti|app|kid|x)", a in "[ -~]{0,50}", b in "[ -~]{0,30}", c in "[ -~]{0,30}",
         ) {
             let line = format!("{verb} {a} {b} {c}");
-            if let Err(e) = RevocationList::parse("r.txt", &line) {
+            if let Err(errors) = RevocationList::parse("r.txt", &line) {
+                let e = &errors[0];
                 proptest::prop_assert!(e.line == 1 && e.column >= 1 && e.column <= line.len() + 1, "{e}");
             }
         }

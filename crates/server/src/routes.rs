@@ -1,12 +1,66 @@
-//! The server's own routes: health, readiness, metrics, and the protected
-//! data API.
+//! The server's own routes: health, readiness, metrics, and (outside
+//! gateway mode) the protected demo data API.
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, Responder, web};
+use actix_web::http::Method;
+use actix_web::{HttpResponse, Responder, Route, web};
 
 use crate::middleware::Caller;
-use crate::{KeyStore, Metrics, data};
+use crate::{KeyStore, Metrics, data, proxy};
+
+/// One operational endpoint: served without a token, for [`OPEN_METHOD`]
+/// only, and never forwarded in gateway mode.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenRoute {
+    /// The exact path.
+    pub path: &'static str,
+    route: fn() -> Route,
+}
+
+/// The method the operational endpoints serve (probes and scrapers GET).
+pub const OPEN_METHOD: Method = Method::GET;
+
+/// The operational endpoints. The gate's exemptions are made from this same
+/// table, so an endpoint cannot be mounted open without being exempt, or
+/// exempt without being mounted.
+pub const OPEN_ROUTES: [OpenRoute; 3] = [
+    OpenRoute {
+        path: "/healthz",
+        route: || web::get().to(healthz),
+    },
+    OpenRoute {
+        path: "/readyz",
+        route: || web::get().to(readyz),
+    },
+    OpenRoute {
+        path: "/metrics",
+        route: || web::get().to(metrics),
+    },
+];
+
+/// What the gate lets through without a token.
+pub fn exemptions() -> impl Iterator<Item = (Method, &'static str)> {
+    OPEN_ROUTES.iter().map(|r| (OPEN_METHOD, r.path))
+}
+
+/// Mounts the server's routes. In gateway mode only the operational
+/// endpoints are the server's own: every other path, `/users` included, goes
+/// to the upstream, so the demo data can never shadow a real route.
+pub fn configure(cfg: &mut web::ServiceConfig, gateway: bool) {
+    for open in OPEN_ROUTES {
+        cfg.route(open.path, (open.route)());
+    }
+    if gateway {
+        cfg.default_service(web::to(proxy::forward));
+        return;
+    }
+    cfg.route("/ping", web::get().to(ping))
+        .route("/whoami", web::get().to(whoami))
+        .route("/users", web::get().to(users))
+        .route("/users/{id}", web::get().to(user))
+        .default_service(web::to(not_found));
+}
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> impl Responder {

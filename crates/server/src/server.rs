@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use appauth_core::{Clock, SystemClock, Verifier, VerifyConfig};
 
 use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
 use crate::cache::TokenCache;
 use crate::middleware::AppAuth;
-use crate::proxy::{self, Upstream, UpstreamError};
+use crate::proxy::{Upstream, UpstreamError};
 use crate::reload::Reloader;
 use crate::tls::{CertReloader, TlsError};
 use crate::watcher::{self, WatchConfig};
@@ -44,26 +44,31 @@ pub struct ServerConfig {
     pub upstream: Option<String>,
     /// Longest wait for the upstream's response headers. Default: 30 s.
     pub upstream_timeout: Duration,
-    /// Longest a client may take to send a request head (slow-loris bound).
-    /// Default: 5 s.
+    /// Longest a client may take to send a request head, on every request of
+    /// a connection (slow-loris bound). Default: 5 s.
     pub request_head_timeout: Duration,
+    /// Longest an idle keep-alive connection stays open between requests.
+    /// Default: 15 s.
+    pub keep_alive: Duration,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// Log every accepted request (app, kid, method, path, status, time).
+    pub access_log: bool,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The keys directory is missing or not a directory.
-    #[error("keys directory {} {problem}; create it or pass --keys-dir", dir.display())]
+    /// The keys directory is missing, unreadable or not a directory.
+    #[error("keys directory {}: {problem}", dir.display())]
     KeysDir {
         /// The directory.
         dir: PathBuf,
-        /// What is wrong with it.
-        problem: &'static str,
+        /// What is wrong with it, and what to do.
+        problem: String,
     },
     /// No algorithm allowed.
     #[error("--algorithms is empty: allow at least RS512")]
@@ -120,23 +125,47 @@ impl ServerConfig {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
-pub async fn run(config: ServerConfig) -> Result<(), Error> {
+/// Checks the keys directory and resolves every configured path to an
+/// absolute one, once, so that file events (which name absolute paths) match
+/// them however they were typed and whatever the working directory.
+pub fn resolve_paths(mut config: ServerConfig) -> Result<ServerConfig, Error> {
+    let dir = config.keys_dir.clone();
+    let keys_dir_error = |problem: String| Error::KeysDir {
+        dir: dir.clone(),
+        problem,
+    };
     match std::fs::metadata(&config.keys_dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(Error::KeysDir {
-                dir: config.keys_dir,
-                problem: "is not a directory",
-            });
+            return Err(keys_dir_error(
+                "is not a directory; pass --keys-dir DIR".into(),
+            ));
         }
-        Err(_) => {
-            return Err(Error::KeysDir {
-                dir: config.keys_dir,
-                problem: "does not exist",
-            });
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(keys_dir_error(
+                "does not exist; create it or pass --keys-dir".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(keys_dir_error(format!(
+                "{e}; the server needs to read and list it (check the permissions of it and \
+                 every directory above it)"
+            )));
         }
     }
+    config.keys_dir = crate::files::resolve_dir(&config.keys_dir)
+        .map_err(|e| keys_dir_error(format!("cannot resolve the path: {e}")))?;
+    let file = |p: &Option<PathBuf>| p.as_deref().map(crate::files::resolve_file);
+    config.policy = file(&config.policy);
+    config.revocations = file(&config.revocations);
+    config.tls_cert = file(&config.tls_cert);
+    config.tls_key = file(&config.tls_key);
+    Ok(config)
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn run(config: ServerConfig) -> Result<(), Error> {
+    let config = resolve_paths(config)?;
     if config.verify.algorithms.is_empty() {
         return Err(Error::NoAlgorithms);
     }
@@ -212,13 +241,11 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
     let metrics_data = web::Data::new(metrics.clone());
     // The gate wraps the whole app, so every route, including ones added
     // later and the 404 default, is protected unless exempted by name.
-    let gate = gate.exempt(["/healthz", "/readyz", "/metrics"]);
+    let gate = gate
+        .exempt(routes::exemptions())
+        .access_log(config.access_log);
     let upstream_data = upstream.clone().map(web::Data::new);
-    let mut server = HttpServer::new(move || {
-        let fallback = match &upstream_data {
-            Some(_) => web::to(proxy::forward),
-            None => web::to(routes::not_found),
-        };
+    let app = move || {
         let mut app = App::new()
             .wrap(gate.clone())
             .app_data(store_data.clone())
@@ -231,39 +258,38 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
                 .app_data(upstream.clone())
                 .app_data(web::Data::new(client));
         }
-        app.route("/healthz", web::get().to(routes::healthz))
-            .route("/readyz", web::get().to(routes::readyz))
-            .route("/metrics", web::get().to(routes::metrics))
-            .route("/ping", web::get().to(routes::ping))
-            .route("/whoami", web::get().to(routes::whoami))
-            .route("/users", web::get().to(routes::users))
-            .route("/users/{id}", web::get().to(routes::user))
-            .default_service(fallback)
-    })
-    // Limits, set deliberately (README, "Limits"): a request head must arrive
-    // within request_head_timeout (408 otherwise; actix also caps a head at
-    // 128 KiB and 96 headers); idle keep-alive connections close after 15 s;
-    // a client that stops reading is dropped 1 s after the response; at most
-    // 256 TLS handshakes per second per worker.
-    .shutdown_timeout(10)
-    .client_request_timeout(config.request_head_timeout)
-    .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(Duration::from_secs(15))
-    .max_connection_rate(256);
-    if let Some(workers) = config.workers {
-        server = server.workers(workers);
-    }
+        let gateway = upstream_data.is_some();
+        app.configure(|cfg| routes::configure(cfg, gateway))
+    };
+    // Limits, set deliberately (README, "Limits"): every request head, on
+    // every request of a connection, must arrive within request_head_timeout
+    // (actix also caps a head at 128 KiB and 96 headers); idle keep-alive
+    // connections close after keep_alive (15 s); a client that stops reading is dropped
+    // 1 s after the response; at most 256 TLS handshakes at once per worker.
+    let limits = crate::listen::Limits {
+        head_timeout: config.request_head_timeout,
+        keep_alive: config.keep_alive,
+        disconnect_timeout: Duration::from_secs(1),
+        max_tls_handshakes: 256,
+    };
     let bind_err = |source| Error::Bind {
         addr: config.bind.clone(),
         source,
     };
-    let server = match &tls {
-        Some(tls) => server
-            .bind_rustls_0_23(&config.bind, tls.server_config())
-            .map_err(bind_err)?,
-        None => server.bind(&config.bind).map_err(bind_err)?,
-    };
-    for addr in server.addrs() {
+    let listeners = crate::listen::bind(&config.bind).map_err(bind_err)?;
+    let addrs: Vec<_> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let server = crate::listen::serve(
+        app,
+        listeners,
+        tls.as_ref().map(|t| t.server_config()),
+        config.workers,
+        limits,
+    )
+    .map_err(bind_err)?;
+    for addr in addrs {
         match &tls {
             Some(_) => tracing::info!("appauth-server listening on https://{addr}"),
             None => tracing::info!(
@@ -273,7 +299,11 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         }
     }
     if let Some(u) = &config.upstream {
-        tracing::info!(upstream = %u, timeout_s = config.upstream_timeout.as_secs(), "gateway mode: forwarding other paths");
+        tracing::info!(
+            upstream = %u,
+            timeout_s = config.upstream_timeout.as_secs(),
+            "gateway mode: every path but /healthz, /readyz and /metrics goes upstream"
+        );
     }
     tracing::info!(
         keys_dir = %config.keys_dir.display(),
@@ -286,22 +316,8 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         token_cache_mb = config.token_cache_bytes / (1024 * 1024),
         "verifying tokens"
     );
-    server.run().await?;
+    server.await?;
     drop(watcher);
     tracing::info!("appauth-server stopped");
     Ok(())
-}
-
-/// Sets up logging to stderr; `RUST_LOG` overrides the `info` default.
-pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -102,6 +102,12 @@ impl KeyStore {
         &self.dir
     }
 
+    /// The key files last seen, as paths (the watcher follows the ones that
+    /// are symlinks into other directories).
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        self.files.lock().keys().map(|n| self.dir.join(n)).collect()
+    }
+
     /// Whether the first full load has finished.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -236,6 +242,11 @@ impl KeyStore {
         self.metrics.apps_loaded.set(snapshot.len() as i64);
         self.metrics.keys_loaded.set(keys as i64);
         self.metrics.reloads.inc();
+        self.metrics.retain_keys(|app, kid| {
+            snapshot
+                .get(app)
+                .is_some_and(|keys| keys.iter().any(|k| k.kid().as_str() == kid))
+        });
         self.published.store(Arc::new(snapshot));
     }
 }

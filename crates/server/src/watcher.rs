@@ -15,6 +15,12 @@ use notify::{RecursiveMode, Watcher as _};
 pub trait Reload: Send + Sync + 'static {
     /// Directories to watch (non-recursively).
     fn dirs(&self) -> Vec<PathBuf>;
+    /// Files of interest in those directories. Those that are symlinks into
+    /// a directory not watched anyway have their target's directory watched
+    /// too, and a change there is reported as a change of the link.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Entries `names` of `dir` changed.
     fn changed(&self, dir: &Path, names: HashSet<String>);
     /// Re-examine everything (periodic, or events were lost).
@@ -86,12 +92,16 @@ pub fn watch(target: Arc<dyn Reload>, config: WatchConfig) -> notify::Result<Wat
     for dir in &dirs {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    let mut links = Links {
+        base: dirs,
+        ..Links::default()
+    };
+    links.refresh(target.files(), &mut watcher);
     let thread = thread::Builder::new()
         .name("appauth-watcher".into())
         .spawn(move || {
             // Owned here so the OS watch lives exactly as long as the loop.
-            let _watcher = watcher;
-            run(target.as_ref(), &rx, config);
+            run(target.as_ref(), &rx, config, &mut watcher, &mut links);
         })
         .map_err(notify::Error::io)?;
     Ok(WatcherHandle {
@@ -100,7 +110,13 @@ pub fn watch(target: Arc<dyn Reload>, config: WatchConfig) -> notify::Result<Wat
     })
 }
 
-fn run(target: &dyn Reload, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
+fn run(
+    target: &dyn Reload,
+    rx: &mpsc::Receiver<Message>,
+    config: WatchConfig,
+    watcher: &mut notify::RecommendedWatcher,
+    links: &mut Links,
+) {
     let mut next_rescan = Instant::now() + config.rescan_interval;
     loop {
         let wait = next_rescan.saturating_duration_since(Instant::now());
@@ -108,12 +124,13 @@ fn run(target: &dyn Reload, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
                 target.rescan("periodic");
+                links.refresh(target.files(), watcher);
                 next_rescan = Instant::now() + config.rescan_interval;
                 continue;
             }
             Ok(Message::Fs(event)) => event,
         };
-        let mut batch = Batch::default();
+        let mut batch = Batch::new(&links.aliases);
         batch.add(first);
         let started = Instant::now();
         loop {
@@ -127,25 +144,93 @@ fn run(target: &dyn Reload, rx: &mpsc::Receiver<Message>, config: WatchConfig) {
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }
-        if batch.full_rescan {
-            target.rescan(batch.why);
+        let (full_rescan, why, names) = (batch.full_rescan, batch.why, batch.names);
+        if full_rescan {
+            target.rescan(why);
             next_rescan = Instant::now() + config.rescan_interval;
         } else {
-            for (dir, names) in batch.names {
+            for (dir, names) in names {
                 target.changed(&dir, names);
             }
         }
+        links.refresh(target.files(), watcher);
     }
 }
 
+/// Symlinks that point out of the watched directories, and the directories
+/// of their targets, watched as well.
 #[derive(Default)]
-struct Batch {
+struct Links {
+    /// Watched anyway.
+    base: Vec<PathBuf>,
+    /// Watched for link targets.
+    extra: HashSet<PathBuf>,
+    /// Canonical target file -> the links that point at it.
+    aliases: HashMap<PathBuf, Vec<PathBuf>>,
+}
+
+impl Links {
+    fn refresh(&mut self, files: Vec<PathBuf>, watcher: &mut impl notify::Watcher) {
+        let mut aliases: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+        for link in files {
+            let is_link = std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_symlink());
+            let Some(target) = is_link.then(|| link.canonicalize().ok()).flatten() else {
+                continue;
+            };
+            // Targets inside a watched directory (Kubernetes' `..data/...`)
+            // are already followed through the directory's own events.
+            if self.base.iter().any(|d| target.starts_with(d)) {
+                continue;
+            }
+            aliases.entry(target).or_default().push(link);
+        }
+        let wanted: HashSet<PathBuf> = aliases
+            .keys()
+            .filter_map(|t| t.parent().map(Path::to_path_buf))
+            .collect();
+        for gone in self.extra.difference(&wanted) {
+            let _ = watcher.unwatch(gone);
+        }
+        let mut watched = HashSet::new();
+        for dir in wanted {
+            if self.extra.contains(&dir) {
+                watched.insert(dir);
+                continue;
+            }
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::debug!(dir = %dir.display(), "watching a symlink target directory");
+                    watched.insert(dir);
+                }
+                Err(e) => tracing::warn!(
+                    dir = %dir.display(), error = %e,
+                    "cannot watch the directory a key or config symlink points into; \
+                     changes there are seen at the periodic rescan"
+                ),
+            }
+        }
+        self.extra = watched;
+        self.aliases = aliases;
+    }
+}
+
+struct Batch<'a> {
     names: HashMap<PathBuf, HashSet<String>>,
     full_rescan: bool,
     why: &'static str,
+    aliases: &'a HashMap<PathBuf, Vec<PathBuf>>,
 }
 
-impl Batch {
+impl<'a> Batch<'a> {
+    fn new(aliases: &'a HashMap<PathBuf, Vec<PathBuf>>) -> Self {
+        Self {
+            names: HashMap::new(),
+            full_rescan: false,
+            why: "",
+            aliases,
+        }
+    }
+
     fn add(&mut self, event: notify::Result<notify::Event>) {
         match event {
             Ok(event) => {
@@ -164,6 +249,15 @@ impl Batch {
     }
 
     fn add_path(&mut self, path: &Path) {
+        if let Some(links) = self.aliases.get(path) {
+            for link in links {
+                self.add_name(link);
+            }
+        }
+        self.add_name(path);
+    }
+
+    fn add_name(&mut self, path: &Path) {
         match path.file_name().and_then(|n| n.to_str()) {
             // Kubernetes' atomic writer swaps the `..data` symlink to a new
             // `..<timestamp>` directory: every key may have changed.

@@ -20,6 +20,9 @@ struct Args {
     /// Token lifetime in seconds.
     #[arg(long, default_value_t = appauth_client::DEFAULT_TTL, env = "APPAUTH_TTL")]
     ttl: u64,
+    /// The server's --max-token-lifetime, in seconds: --ttl plus the iat backdating must fit in it.
+    #[arg(long, default_value_t = appauth_client::SERVER_MAX_LIFETIME, env = "APPAUTH_MAX_TOKEN_LIFETIME")]
+    max_lifetime: u64,
     /// Audience claim, for servers started with --audience.
     #[arg(long, env = "APPAUTH_AUD")]
     aud: Option<String>,
@@ -29,7 +32,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut builder = appauth_client::Signer::builder(args.app_id)
         .key_file(&args.key)
-        .ttl(args.ttl);
+        .ttl(args.ttl)
+        .max_lifetime(args.max_lifetime);
     if let Some(aud) = args.aud {
         builder = builder.audience(aud);
     }

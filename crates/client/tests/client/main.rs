@@ -321,3 +321,106 @@ fn appauth_token_prints_one_verifiable_token_or_a_clear_error() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read private key"));
     assert!(bad.stdout.is_empty());
 }
+
+#[test]
+fn appauth_token_follows_the_servers_maximum_lifetime_flag() {
+    let key = fixture_path("node/node-app_private.pem");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_appauth-token"))
+            .args(["--app-id", "node-app", "--key", key.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Over the default maximum: refused, naming the way out.
+    let out = run(&["--ttl", "7000"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("3600s") && err.contains("--max-token-lifetime"),
+        "{err}"
+    );
+    // A server run with --max-token-lifetime 7200: the tool follows it.
+    let out = run(&["--ttl", "7000", "--max-lifetime", "7200"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let claims = json_part(token.trim(), 1);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        7000 + 10
+    );
+    // ...also through the variable the server reads.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-token"))
+        .args([
+            "--app-id",
+            "node-app",
+            "--key",
+            key.to_str().unwrap(),
+            "--ttl",
+            "7000",
+        ])
+        .env("APPAUTH_MAX_TOKEN_LIFETIME", "7200")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+/// A server that redirects `/go` to `to`, answers 200 to anything else, and
+/// records the x-token of every request.
+async fn redirecting_server(to: String) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let token = head.lines().find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("x-token"))
+                    .map(|(_, v)| v.trim().to_owned())
+            });
+            record.lock().unwrap().push(token);
+            let resp = if head.starts_with("GET /go ") {
+                format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
+            } else {
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_owned()
+            };
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_token_never_follows_a_redirect_to_another_origin() {
+    let other = test_server(0).await;
+    let (url, first) = redirecting_server(format!("{}/collect", other.url)).await;
+    let clock = Arc::new(ManualClock::new(NOW));
+    let client = AppAuthClient::builder(node_signer(clock)).build().unwrap();
+    let resp = client.get(format!("{url}/go")).send().await.unwrap();
+    // The caller gets the redirect itself; the other port saw nothing.
+    assert_eq!(resp.status(), 302);
+    assert!(first.lock().unwrap()[0].is_some());
+    assert!(
+        other.seen.lock().unwrap().is_empty(),
+        "token sent to another origin"
+    );
+
+    // Within the origin, redirects are followed, with the token.
+    let (url, seen) = redirecting_server("/here".to_owned()).await;
+    let resp = client.get(format!("{url}/go")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(Option::is_some));
+}

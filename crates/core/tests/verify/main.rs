@@ -178,6 +178,52 @@ fn time_rules_apply_with_leeway() {
 }
 
 #[test]
+fn tokens_no_signer_makes_are_malformed() {
+    let v = verifier_at(IAT + 10, VerifyConfig::default());
+    let node = node_private();
+    let inverted = forge(
+        &node,
+        Algorithm::RS512,
+        &rs512(),
+        &serde_json::json!({ "appId": "node-app", "iat": IAT + 20, "exp": IAT + 15 }),
+    );
+    let err = v.verify(&inverted, &node_keys()).unwrap_err();
+    assert!(matches!(err, Rejection::IssuedAfterExpiry { .. }), "{err}");
+    assert_eq!(err.reason(), Reason::Malformed);
+    assert_eq!(err.app_id(), Some("node-app"));
+    for crit in [
+        serde_json::Value::Null,
+        serde_json::json!([]),
+        serde_json::json!("x"),
+    ] {
+        let token = forge(
+            &node,
+            Algorithm::RS512,
+            &serde_json::json!({ "alg": "RS512", "crit": crit }),
+            &claims("node-app"),
+        );
+        let err = v.verify(&token, &node_keys()).unwrap_err();
+        assert_eq!(err, Rejection::CriticalHeader, "crit: {crit}");
+    }
+}
+
+#[test]
+fn claims_are_judged_before_the_signature() {
+    // A token signed with the wrong key that is also expired is refused as
+    // expired: the claims were judged first, so no RSA operation ran (the
+    // server's end-to-end test counts them).
+    let v = verifier_at(IAT + 10_000, VerifyConfig::default());
+    let other = PrivateKey::from_pem(&fixture("keys/other_private.pem")).unwrap();
+    let forged = forge(&other, Algorithm::RS512, &rs512(), &claims("node-app"));
+    let err = v.verify(&forged, &node_keys()).unwrap_err();
+    assert_eq!(err.reason(), Reason::Expired);
+    assert_eq!(err.app_id(), Some("node-app"));
+    // In date, the same forgery is a bad signature.
+    let v = verifier_at(IAT + 10, VerifyConfig::default());
+    assert_eq!(reason(&v, &forged, &node_keys()), Reason::BadSignature);
+}
+
+#[test]
 fn audience_is_checked_only_when_configured() {
     let keys = node_keys();
     let with_aud = VerifyConfig {

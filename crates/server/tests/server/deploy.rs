@@ -321,18 +321,8 @@ async fn gateway_forwards_with_the_verified_app_id_and_without_the_token() {
         .unwrap();
     assert_eq!(slow.status(), 504);
 
-    // The server's own routes are still its own; unauthenticated callers never reach the upstream.
+    // Unauthenticated callers never reach the upstream.
     let before = hits.load(Ordering::SeqCst);
-    let who = http
-        .get(format!("{}/whoami", server.url))
-        .header("x-token", &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        who.json::<serde_json::Value>().await.unwrap()["appId"],
-        "orders"
-    );
     let refused = http
         .post(format!("{}/api/upload", server.url))
         .body("x".repeat(1000))

@@ -5,7 +5,9 @@ mod access;
 mod cache;
 mod deploy;
 mod flood;
+mod gateway;
 mod limits;
+mod shapes;
 mod soak;
 mod util;
 
@@ -518,7 +520,7 @@ fn start_up_errors_are_one_clear_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("keys directory /nonexistent/keys does not exist"),
+        err.contains("keys directory /nonexistent/keys: does not exist"),
         "{err}"
     );
     let dir = tempfile::tempdir().unwrap();

@@ -17,13 +17,24 @@ pub struct Server {
 
 impl Server {
     pub fn start(keys_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
-            .arg("--keys-dir")
-            .arg(keys_dir)
+        let mut args = vec!["--keys-dir", keys_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::launch(None, &[], &args)
+    }
+
+    /// Starts the binary with exactly `args` (plus a free port and two
+    /// workers), in `cwd` when given, with extra environment variables.
+    /// stderr is a pipe, as under systemd or Kubernetes.
+    pub fn launch(cwd: Option<&Path>, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_appauth-server"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
+            .args(args)
             .args(["--bind", "127.0.0.1:0", "--workers", "2"])
-            .args(extra)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -135,6 +146,102 @@ pub fn raw_get(url: &str, path: &str, headers: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     sock.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Sends `request` as raw bytes and returns the status and the whole
+/// response text (the request should say `connection: close`).
+pub fn raw_exchange(url: &str, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = sock.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// What an upstream received: the request line's target as sent, every
+/// header in order, and the body as read by `Content-Length`.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// Every value of header `name` (exact, case-insensitive match).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// An upstream that reads a request the way Python's http.server and many
+/// WSGI servers do: the head, then exactly `Content-Length` bytes (a chunked
+/// body reads as empty). It records each request and answers 200 with the
+/// number of body bytes it read, then closes the connection.
+pub fn recording_upstream() -> (String, Arc<Mutex<Vec<Received>>>) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or_default().to_owned();
+                let target = parts.next().unwrap_or_default().to_owned();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((n, v)) = h.trim_end().split_once(':') {
+                        headers.push((n.to_owned(), v.trim().to_owned()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let reply = format!("{{\"read\":{}}}", body.len());
+                record.lock().unwrap().push(Received {
+                    method,
+                    target,
+                    headers,
+                    body,
+                });
+                let mut conn = conn;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            });
+        }
+    });
+    (url, seen)
 }
 
 /// The value of a metric line on `/metrics`, e.g. `appauth_rsa_verifications_total`.

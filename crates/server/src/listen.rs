@@ -1,0 +1,373 @@
+//! Accepting connections, with a bound on every request head.
+//!
+//! actix-http's `client_request_timeout` covers only the first request of a
+//! connection: once a keep-alive connection has served one request, the next
+//! head may arrive one byte a second for as long as the client likes
+//! (slow-loris). So each HTTP/1 connection is wrapped in a [`HeadDeadline`]
+//! that watches the bytes read: from the first byte of a request head to its
+//! blank line, at most `head_timeout` may pass, on every request of every
+//! connection. Idle time between requests is bounded by keep-alive, as
+//! before. The listeners are built from actix-server and actix-http directly
+//! because `HttpServer` offers no way to wrap a connection.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_http::{HttpService, KeepAlive, Protocol, Request, Response};
+use actix_server::{Server, ServerBuilder};
+use actix_service::{IntoServiceFactory, ServiceFactory, ServiceFactoryExt as _, fn_service};
+use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
+use actix_web::body::MessageBody;
+use actix_web::dev::AppConfig;
+use actix_web::rt::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Connection limits, set deliberately (README, "Limits").
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest time from the first byte of a request head to its end, on
+    /// every request (408 on the first, a closed connection after).
+    pub head_timeout: Duration,
+    /// Longest idle time between requests on a keep-alive connection.
+    pub keep_alive: Duration,
+    /// How long a client that stopped reading may hold its connection after
+    /// the response.
+    pub disconnect_timeout: Duration,
+    /// TLS handshakes in flight per worker.
+    pub max_tls_handshakes: usize,
+}
+
+/// Starts serving `app` on `listeners` (HTTPS when `tls` is given) on
+/// `workers` threads, with `limits`. Stops on SIGINT or SIGTERM, giving
+/// in-flight requests `shutdown_timeout` seconds.
+pub fn serve<F, I, S, B>(
+    app: F,
+    listeners: Vec<TcpListener>,
+    tls: Option<rustls::ServerConfig>,
+    workers: Option<usize>,
+    limits: Limits,
+) -> io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as actix_service::Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    let mut builder: ServerBuilder = Server::build().shutdown_timeout(10);
+    if let Some(n) = workers {
+        builder = builder.workers(n);
+    }
+    actix_tls::accept::max_concurrent_tls_connect(limits.max_tls_handshakes);
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        let app = app.clone();
+        let tls = tls.clone();
+        builder = match tls {
+            None => builder.listen(format!("appauth-{addr}"), listener, move || {
+                fn_service(move |io: TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    Ok::<_, actix_http::error::DispatchError>((
+                        HeadDeadline::new(io, Some(limits.head_timeout)),
+                        Protocol::Http1,
+                        peer,
+                    ))
+                })
+                .and_then(http(app.clone(), false, addr, limits))
+            })?,
+            Some(config) => builder.listen(format!("appauth-tls-{addr}"), listener, move || {
+                let mut acceptor = Acceptor::new(config.clone());
+                acceptor.set_handshake_timeout(limits.head_timeout);
+                acceptor
+                    .map_init_err(|_| ())
+                    .map_err(|e| {
+                        tracing::debug!(error = ?e, "TLS handshake failed");
+                    })
+                    .and_then(move |io: TlsStream<TcpStream>| async move {
+                        let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let peer = io.get_ref().0.peer_addr().ok();
+                        // HTTP/2 frames its headers itself; the head watch is
+                        // for HTTP/1 text.
+                        let (protocol, watch) = if h2 {
+                            (Protocol::Http2, None)
+                        } else {
+                            (Protocol::Http1, Some(limits.head_timeout))
+                        };
+                        Ok::<_, ()>((HeadDeadline::new(io, watch), protocol, peer))
+                    })
+                    .and_then(http(app.clone(), true, addr, limits).map_err(|e| {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }))
+            })?,
+        };
+    }
+    Ok(builder.run())
+}
+
+/// The HTTP service over one kind of connection `T`, made once per worker.
+fn http<T, F, I, S, B>(
+    app: F,
+    secure: bool,
+    addr: SocketAddr,
+    limits: Limits,
+) -> impl ServiceFactory<
+    (T, Protocol, Option<SocketAddr>),
+    Config = (),
+    Response = (),
+    Error = actix_http::error::DispatchError,
+    InitError = (),
+>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    F: Fn() -> I,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as actix_service::Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    // The one public constructor that carries the real address and scheme
+    // (actix-web's own is crate-private); the version is pinned in Cargo.lock.
+    let config = AppConfig::__priv_test_new(secure, addr.to_string(), addr);
+    let app = actix_service::map_config(
+        app().into_factory().map_err(|e| e.into().error_response()),
+        move |()| config.clone(),
+    );
+    HttpService::build()
+        .keep_alive(KeepAlive::Timeout(limits.keep_alive))
+        .client_request_timeout(limits.head_timeout)
+        .client_disconnect_timeout(limits.disconnect_timeout)
+        .local_addr(addr)
+        .finish(app)
+}
+
+/// Binds `addr` (`host:port`; port 0 picks a free one) on every address it
+/// resolves to.
+pub fn bind(addr: &str) -> io::Result<Vec<TcpListener>> {
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(addr)?.collect();
+    let mut listeners = Vec::new();
+    let mut last = None;
+    for a in addrs {
+        match TcpListener::bind(a) {
+            Ok(l) => {
+                l.set_nonblocking(true)?;
+                listeners.push(l);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(last.unwrap_or_else(|| io::Error::other("the address resolves to nothing")));
+    }
+    Ok(listeners)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between requests: the next byte read starts a head.
+    Idle,
+    /// Reading a head, which must end by the deadline.
+    Head,
+    /// The head is in; reading the body, or handling the request.
+    Request,
+}
+
+/// A connection whose every request head must arrive within a time limit.
+///
+/// The wrapper reads only what passes through it: a head starts with the
+/// first byte read between requests and ends at a blank line (`\r\n\r\n`,
+/// or `\n\n`, which HTTP parsers also accept); a request ends when the
+/// server writes a final (non-1xx) response. The body is never timed here.
+pub struct HeadDeadline<T> {
+    io: T,
+    limit: Option<Duration>,
+    phase: Phase,
+    /// The last byte of the head read so far was `\n` (a `\r` in between
+    /// is ignored).
+    after_newline: bool,
+    deadline: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> HeadDeadline<T> {
+    /// Watches `io`; `None` passes everything through.
+    pub fn new(io: T, limit: Option<Duration>) -> Self {
+        Self {
+            io,
+            limit,
+            phase: Phase::Idle,
+            after_newline: false,
+            deadline: Instant::now(),
+            timer: None,
+        }
+    }
+
+    fn saw(&mut self, bytes: &[u8]) {
+        let Some(limit) = self.limit else { return };
+        for &b in bytes {
+            match self.phase {
+                Phase::Request => return,
+                Phase::Idle => {
+                    self.phase = Phase::Head;
+                    self.after_newline = false;
+                    self.deadline = Instant::now() + limit;
+                    match &mut self.timer {
+                        Some(t) => t.as_mut().reset(self.deadline),
+                        None => {
+                            self.timer = Some(Box::pin(tokio::time::sleep_until(self.deadline)))
+                        }
+                    }
+                }
+                Phase::Head => {}
+            }
+            match b {
+                b'\n' if self.after_newline => {
+                    // Pipelined bytes after this head belong to a request
+                    // the server has not started; they are not timed.
+                    self.phase = Phase::Request;
+                    return;
+                }
+                b'\n' => self.after_newline = true,
+                b'\r' => {}
+                _ => self.after_newline = false,
+            }
+        }
+    }
+
+    fn wrote(&mut self, buf: &[u8]) {
+        // `HTTP/1.1 100 Continue` and other interim responses come before
+        // the body: the request is not over.
+        if self.phase == Phase::Request && !buf.is_empty() && !buf.starts_with(b"HTTP/1.1 1") {
+            self.phase = Phase::Idle;
+        }
+    }
+
+    fn timed_out() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request head did not arrive in time",
+        )
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HeadDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // A head trickling in byte by byte never leaves the reader waiting,
+        // so the clock is read on every read, not only on the timer.
+        if this.phase == Phase::Head && Instant::now() >= this.deadline {
+            return Poll::Ready(Err(Self::timed_out()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if this.phase == Phase::Head
+                    && let Some(timer) = &mut this.timer
+                    && timer.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Self::timed_out()));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &result
+            && *n > 0
+        {
+            this.wrote(buf);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &result
+            && *n > 0
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+        {
+            this.wrote(first);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn heads_are_found_across_reads_and_line_endings() {
+        let mut d = HeadDeadline::new((), Some(Duration::from_secs(5)));
+        d.saw(b"GET / HTTP/1.1\r\nhost: x\r");
+        assert_eq!(d.phase, Phase::Head);
+        d.saw(b"\n\r");
+        assert_eq!(d.phase, Phase::Head);
+        d.saw(b"\n");
+        assert_eq!(d.phase, Phase::Request);
+        // Body bytes are not a head.
+        d.saw(b"\r\n\r\nbody");
+        assert_eq!(d.phase, Phase::Request);
+        // An interim response does not end the request; a final one does.
+        d.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(d.phase, Phase::Request);
+        d.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(d.phase, Phase::Idle);
+        d.saw(b"G");
+        assert_eq!(d.phase, Phase::Head);
+        d.saw(b"ET / HTTP/1.0\n\n");
+        assert_eq!(d.phase, Phase::Request);
+    }
+
+    #[test]
+    fn without_a_limit_nothing_is_watched() {
+        let mut d = HeadDeadline::new((), None);
+        d.saw(b"GET / HT");
+        assert_eq!(d.phase, Phase::Idle);
+    }
+}
