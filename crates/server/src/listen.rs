@@ -192,9 +192,10 @@ pub struct HeadDeadline<T> {
     io: T,
     limit: Option<Duration>,
     phase: Phase,
-    /// The last byte of the head read so far was `\n` (a `\r` in between
-    /// is ignored).
+    /// The head read so far ends in `\n` and then only `\r`s.
     after_newline: bool,
+    /// The request line has begun (leading blank lines are behind us).
+    in_line: bool,
     deadline: Instant,
     timer: Option<Pin<Box<Sleep>>>,
 }
@@ -207,6 +208,7 @@ impl<T> HeadDeadline<T> {
             limit,
             phase: Phase::Idle,
             after_newline: false,
+            in_line: false,
             deadline: Instant::now(),
             timer: None,
         }
@@ -214,32 +216,57 @@ impl<T> HeadDeadline<T> {
 
     fn saw(&mut self, bytes: &[u8]) {
         let Some(limit) = self.limit else { return };
-        for &b in bytes {
-            match self.phase {
-                Phase::Request => return,
-                Phase::Idle => {
-                    self.phase = Phase::Head;
-                    self.after_newline = false;
-                    self.deadline = Instant::now() + limit;
-                    match &mut self.timer {
-                        Some(t) => t.as_mut().reset(self.deadline),
-                        None => {
-                            self.timer = Some(Box::pin(tokio::time::sleep_until(self.deadline)))
-                        }
-                    }
+        match self.phase {
+            Phase::Request => return,
+            _ if bytes.is_empty() => return,
+            Phase::Idle => {
+                self.phase = Phase::Head;
+                self.after_newline = false;
+                self.in_line = false;
+                self.deadline = Instant::now() + limit;
+                match &mut self.timer {
+                    Some(t) => t.as_mut().reset(self.deadline),
+                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(self.deadline))),
                 }
-                Phase::Head => {}
             }
-            match b {
-                b'\n' if self.after_newline => {
+            Phase::Head => {}
+        }
+        // The head ends at a line feed, optional carriage returns, and a
+        // line feed. Only line feeds are looked for (memchr, vectorised),
+        // since this runs on every read of every request.
+        let mut rest = bytes;
+        // Blank lines before the request line are skipped by HTTP parsers;
+        // they are part of the head's time, but cannot end it.
+        if !self.in_line {
+            match rest.iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(i) => {
+                    self.in_line = true;
+                    rest = &rest[i..];
+                }
+                None => return,
+            }
+        }
+        loop {
+            if self.after_newline {
+                let returns = rest.iter().take_while(|&&b| b == b'\r').count();
+                rest = &rest[returns..];
+                match rest.first() {
+                    None => return,
                     // Pipelined bytes after this head belong to a request
                     // the server has not started; they are not timed.
-                    self.phase = Phase::Request;
-                    return;
+                    Some(b'\n') => {
+                        self.phase = Phase::Request;
+                        return;
+                    }
+                    Some(_) => self.after_newline = false,
                 }
-                b'\n' => self.after_newline = true,
-                b'\r' => {}
-                _ => self.after_newline = false,
+            }
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    self.after_newline = true;
+                    rest = &rest[i + 1..];
+                }
+                None => return,
             }
         }
     }
@@ -340,6 +367,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn leading_blank_lines_are_timed_but_do_not_end_a_head() {
+        let mut d = HeadDeadline::new((), Some(Duration::from_secs(5)));
+        d.saw(b"\r\n\r\n");
+        assert_eq!(d.phase, Phase::Head);
+        d.saw(b"\r\n\r\nGET / HTTP/1.1\r\n");
+        assert_eq!(d.phase, Phase::Head);
+        d.saw(b"\r\n");
+        assert_eq!(d.phase, Phase::Request);
+    }
 
     #[tokio::test]
     async fn heads_are_found_across_reads_and_line_endings() {

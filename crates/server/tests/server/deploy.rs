@@ -71,13 +71,21 @@ async fn https_with_a_test_ca_and_certificate_hot_reload() {
     let ca = ca();
     fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
     let (cert, tls_key) = issue(&ca, &tls, 1, 2090);
-    let server = Server::start(
-        &keys,
+    // Relative paths from the deployment's own directory, as a unit file or
+    // a container's working directory would give them: the renewal below is
+    // still seen within a second.
+    let relative =
+        |p: &std::path::Path| format!("tls/{}", p.file_name().unwrap().to_str().unwrap());
+    let server = Server::launch(
+        Some(dir.path()),
+        &[],
         &[
+            "--keys-dir",
+            "keys",
             "--tls-cert",
-            cert.to_str().unwrap(),
+            &relative(&cert),
             "--tls-key",
-            tls_key.to_str().unwrap(),
+            &relative(&tls_key),
         ],
     );
     assert!(server.url.starts_with("https://"), "{}", server.url);
