@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # In-process costs of the gate (criterion), beside `openssl speed` from the
-# same run: a cold verification per key size (SPEC section 3 steps 1-6) and
+# same run: a cold verification per key size (docs/spec.md §3 steps 1-7) and
 # the bare RSA verification inside it, a token-cache hit, a key-store lookup.
 #   scripts/bench-verify.sh
 set -euo pipefail

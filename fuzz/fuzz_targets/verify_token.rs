@@ -1,4 +1,4 @@
-//! The whole verification path (SPEC section 3 steps 1-6) on arbitrary
+//! The whole verification path (docs/spec.md §3 steps 1-7) on arbitrary
 //! bytes, against a real key: it must refuse without panicking.
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! The calling side of appauth: a [`Signer`] that makes and caches RS512
 //! tokens for one app, and an [`AppAuthClient`] that sends them with every
-//! request (SPEC sections 2 and 9).
+//! request (docs/spec.md §2 and §10).
 //!
 //! ```
 //! use appauth_client::Signer;

@@ -1,6 +1,6 @@
 //! appauth's shared vocabulary: the [`AppId`] grammar, key file names, RSA key
 //! bundles and their RFC 7638 [`Kid`], the token [`Claims`], and the
-//! [`Verifier`] that applies SPEC section 3 steps 1-6. The server, the client,
+//! [`Verifier`] that applies docs/spec.md §3 steps 1-7. The server, the client,
 //! the keygen tool and the tests all use this one implementation.
 //!
 //! ```

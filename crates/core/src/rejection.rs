@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// The machine-readable reason sent to a refused caller (SPEC section 3).
+/// The machine-readable reason sent to a refused caller (docs/spec.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Reason {

@@ -1,4 +1,4 @@
-//! The verification rules of SPEC section 3, steps 1-6, as plain code.
+//! The verification rules of docs/spec.md §3, steps 1-7, as plain code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ impl Verifier {
         &self.clock
     }
 
-    /// Runs steps 1-6 of SPEC section 3, in order. Everything before the
+    /// Runs steps 1-7 of docs/spec.md §3, in order. Everything before the
     /// signature check is cheap, so junk, an unknown app, an expired or
     /// over-long token never costs an RSA operation.
     pub fn verify(

@@ -1,5 +1,5 @@
 //! The appauth key generator: makes, rotates, retires and inspects the RSA
-//! keypairs that build pipelines hand to applications (SPEC section 5).
+//! keypairs that build pipelines hand to applications (docs/spec.md §9).
 //!
 //! ```
 //! use appauth_keygen::{generate, KeyDirs, Existing, Status};

@@ -1,5 +1,5 @@
 //! The gate's own costs, in process: a cold verification per key size (all of
-//! SPEC section 3 steps 1-6, one RSA verification), the bare aws-lc RSA
+//! docs/spec.md §3 steps 1-7, one RSA verification), the bare aws-lc RSA
 //! verification it contains, a verified-token cache hit, and a key store
 //! lookup among 10,000 apps. `scripts/bench-verify.sh` prints these beside
 //! `openssl speed` from the same run.

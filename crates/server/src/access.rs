@@ -1,4 +1,4 @@
-//! Steps 7-9 of SPEC section 3: revocation, route policy, rate limits, each
+//! Steps 8-10 of docs/spec.md §3: revocation, route policy, rate limits, each
 //! from a hot-reloaded file. A reload that fails keeps the last good state: a
 //! typo must neither open nor close the API.
 

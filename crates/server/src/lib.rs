@@ -1,7 +1,7 @@
 //! The appauth API server as a library: the watched [`KeyStore`], the
 //! [`AppAuth`] actix-web middleware any actix-web service can mount, the
 //! [`Metrics`], and [`run`], which the thin `appauth-server` binary calls
-//! (SPEC sections 3, 4 and 8).
+//! (docs/spec.md §3, §4 and §7).
 //!
 //! ```
 //! use std::sync::Arc;

@@ -123,8 +123,8 @@ impl AppAuth {
         }
     }
 
-    /// Adds revocation, route policy and rate limits (SPEC section 3 steps
-    /// 7-9), checked only once a token has verified.
+    /// Adds revocation, route policy and rate limits (docs/spec.md §3 steps
+    /// 8-10), checked only once a token has verified.
     pub fn with_access(self, access: Arc<AccessControl>) -> Self {
         self.rebuild(|s| s.access = Some(access))
     }
@@ -238,7 +238,7 @@ fn bearer(value: &str) -> Result<Option<&str>, Rejection> {
     Ok(Some(rest))
 }
 
-/// SPEC section 2: `x-token` or `Authorization: Bearer`; both with different
+/// docs/spec.md §2: `x-token` or `Authorization: Bearer`; both with different
 /// values is refused, so a second token can never ride along unchecked.
 pub fn extract_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     let mut x_tokens = headers.get_all(X_TOKEN);

@@ -1,5 +1,5 @@
 //! The verifier against known-answer vectors (tokens made by Node's
-//! jsonwebtoken) and every bad input of SPEC section 3.
+//! jsonwebtoken) and every bad input of docs/spec.md §3.
 
 mod properties;
 

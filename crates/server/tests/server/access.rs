@@ -1,4 +1,4 @@
-//! Policy, rate limits and revocation with the real binary (SPEC 6, 7).
+//! Policy, rate limits and revocation with the real binary (docs/spec.md §5, §6).
 
 use std::fs;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! TLS and gateway mode with the real binary (SPEC section 8).
+//! TLS and gateway mode with the real binary (docs/spec.md §7).
 
 use std::fs;
 use std::path::Path;
