@@ -6,6 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    // --- sending ------------------------------------------------------------
+    /// A signed token is not a valid HTTP header value (a bug: tokens are
+    /// base64url and dots).
+    #[error("the signed token is not a valid HTTP header value")]
+    TokenNotAHeaderValue,
+
     // --- building a signer -------------------------------------------------
     /// The appId breaks the grammar.
     #[error(transparent)]

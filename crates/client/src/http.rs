@@ -164,9 +164,10 @@ impl AppAuthClient {
 
     fn authorize(&self, builder: RequestBuilder, token: &str) -> Result<RequestBuilder, Error> {
         Ok(match self.header {
-            TokenHeader::XToken => {
-                builder.header(HeaderName::from_static("x-token"), header_value(token)?)
-            }
+            TokenHeader::XToken => builder.header(
+                HeaderName::from_static(appauth_core::TOKEN_HEADER),
+                header_value(token)?,
+            ),
             TokenHeader::Bearer => {
                 builder.header(AUTHORIZATION, header_value(&format!("Bearer {token}"))?)
             }
@@ -177,11 +178,7 @@ impl AppAuthClient {
 fn header_value(s: &str) -> Result<HeaderValue, Error> {
     // Tokens are base64url and dots, always a valid header value; a failure
     // here means a bug, reported rather than panicking.
-    HeaderValue::from_str(s).map_err(|_| {
-        Error::Sign(appauth_core::Error::InvalidPrivateKey {
-            detail: "token is not a valid header value".into(),
-        })
-    })
+    HeaderValue::from_str(s).map_err(|_| Error::TokenNotAHeaderValue)
 }
 
 /// A request being prepared; reqwest's builder methods are reachable through

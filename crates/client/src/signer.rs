@@ -19,7 +19,7 @@ pub const DEFAULT_TTL: u64 = 300;
 /// How far `iat` is set in the past, to absorb a server clock that is behind.
 pub const IAT_BACKDATE: u64 = 10;
 /// The longest `exp - iat` a server accepts by default.
-pub const SERVER_MAX_LIFETIME: u64 = 3600;
+pub const SERVER_MAX_LIFETIME: u64 = appauth_core::DEFAULT_MAX_LIFETIME;
 /// A cached token is never handed out when it has fewer seconds than this
 /// left: it must survive the trip to the server.
 const MIN_REMAINING: i64 = 5;
@@ -154,8 +154,8 @@ impl Signer {
         let exp = now.saturating_add(ttl);
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).map_err(|_| {
-            Error::Sign(appauth_core::Error::InvalidPrivateKey {
-                detail: "the system random source failed".into(),
+            Error::Sign(appauth_core::Error::Crypto {
+                operation: "draw a random jti",
             })
         })?;
         let claims = Claims {

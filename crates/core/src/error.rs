@@ -3,8 +3,6 @@
 //! Token rejections have their own type, [`crate::Rejection`], because they are
 //! answers to callers rather than failures of the system.
 
-use std::path::PathBuf;
-
 /// An error from appauth-core. Each message says what is wrong and, where it
 /// is not obvious, what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -31,17 +29,6 @@ pub enum Error {
     UnsupportedAlgorithm {
         /// The name as given, cut to 20 characters.
         name: String,
-    },
-
-    // --- reading files ---------------------------------------------------
-    /// A key file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's reason.
-        #[source]
-        source: std::io::Error,
     },
 
     // --- PEM and public keys ---------------------------------------------
@@ -134,6 +121,28 @@ pub enum Error {
     #[error("not an RSA private key: {detail}")]
     InvalidPrivateKey {
         /// What was found or what the decoder said.
+        detail: String,
+    },
+
+    // --- making keys and tokens -------------------------------------------
+    /// A key size appauth does not generate.
+    #[error("cannot generate a {bits}-bit key: use 2048, 3072 or 4096")]
+    UnsupportedKeySize {
+        /// The size asked for.
+        bits: usize,
+    },
+    /// The crypto library failed an operation on a good key (generating,
+    /// encoding, signing): not something the caller can fix by changing input.
+    #[error("the crypto library failed to {operation}")]
+    Crypto {
+        /// What it was doing, e.g. `sign`.
+        operation: &'static str,
+    },
+    /// The claims could not be serialized as JSON (a custom claim that
+    /// serde_json refuses).
+    #[error("the token claims do not serialize as JSON: {detail}")]
+    Claims {
+        /// serde_json's complaint.
         detail: String,
     },
 }

@@ -132,31 +132,55 @@ pub fn parse_public_bundle(
     now: i64,
     algorithms: &[Algorithm],
 ) -> Result<Vec<PublicKey>, Error> {
+    let mut keys: Vec<PublicKey> = Vec::new();
+    for (index, block) in pem_blocks(pem_bytes)?.iter().enumerate() {
+        let key = parse_block(index + 1, block, now, algorithms)?;
+        if !keys.iter().any(|k| k.kid == key.kid) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Splits a public key bundle into its keys, each with its own PEM block, in
+/// file order (duplicates kept): for tools that rewrite a bundle key by key.
+/// Refused as a whole, like [`parse_public_bundle`], if any block is bad.
+pub fn split_public_bundle(pem_bytes: &[u8], now: i64) -> Result<Vec<(PublicKey, String)>, Error> {
+    pem_blocks(pem_bytes)?
+        .iter()
+        .enumerate()
+        .map(|(i, block)| {
+            let key = parse_block(i + 1, block, now, &[])?;
+            Ok((key, crate::files::encode_pem(block.tag(), block.contents())))
+        })
+        .collect()
+}
+
+fn pem_blocks(pem_bytes: &[u8]) -> Result<Vec<pem::Pem>, Error> {
     let blocks = pem::parse_many(pem_bytes).map_err(|e| Error::Pem {
         detail: e.to_string(),
     })?;
     if blocks.is_empty() {
         return Err(Error::NoPemBlock);
     }
-    let mut keys: Vec<PublicKey> = Vec::with_capacity(blocks.len());
-    for (i, block) in blocks.iter().enumerate() {
-        let index = i + 1;
-        let key = match block.tag() {
-            "PUBLIC KEY" => from_spki(index, block.contents(), KeyFormat::Spki, None, algorithms)?,
-            "RSA PUBLIC KEY" => from_pkcs1(index, block.contents(), algorithms)?,
-            "CERTIFICATE" => from_certificate(index, block.contents(), now, algorithms)?,
-            other => {
-                return Err(Error::UnexpectedPemBlock {
-                    index,
-                    tag: other.chars().take(40).collect(),
-                });
-            }
-        };
-        if !keys.iter().any(|k| k.kid == key.kid) {
-            keys.push(key);
-        }
+    Ok(blocks)
+}
+
+fn parse_block(
+    index: usize,
+    block: &pem::Pem,
+    now: i64,
+    algorithms: &[Algorithm],
+) -> Result<PublicKey, Error> {
+    match block.tag() {
+        "PUBLIC KEY" => from_spki(index, block.contents(), KeyFormat::Spki, None, algorithms),
+        "RSA PUBLIC KEY" => from_pkcs1(index, block.contents(), algorithms),
+        "CERTIFICATE" => from_certificate(index, block.contents(), now, algorithms),
+        other => Err(Error::UnexpectedPemBlock {
+            index,
+            tag: other.chars().take(40).collect(),
+        }),
     }
-    Ok(keys)
 }
 
 fn from_spki(
@@ -177,7 +201,7 @@ fn from_spki(
             kind: describe_oid(&oid),
         });
     }
-    let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| Error::InvalidKey {
+    let key = rsa::PublicKey::from_public_key_der(der).map_err(|e| Error::InvalidKey {
         index,
         detail: e.to_string(),
     })?;
@@ -185,7 +209,7 @@ fn from_spki(
 }
 
 fn from_pkcs1(index: usize, der: &[u8], algorithms: &[Algorithm]) -> Result<PublicKey, Error> {
-    let key = rsa::RsaPublicKey::from_pkcs1_der(der).map_err(|e| Error::InvalidKey {
+    let key = rsa::PublicKey::from_pkcs1_der(der).map_err(|e| Error::InvalidKey {
         index,
         detail: e.to_string(),
     })?;
@@ -232,17 +256,19 @@ fn unix(d: std::time::Duration) -> i64 {
 
 fn prepare(
     index: usize,
-    key: &rsa::RsaPublicKey,
+    key: &rsa::PublicKey,
     format: KeyFormat,
     not_after: Option<i64>,
     algorithms: &[Algorithm],
 ) -> Result<PublicKey, Error> {
-    let bits = key.n().bits();
+    // Public values: variable time is fine, and the trimmed (minimal)
+    // big-endian form is what RFC 7638 thumbprints.
+    let bits = key.n().bit_width_vartime() as usize;
     if bits < MIN_RSA_BITS {
         return Err(Error::KeyTooSmall { index, bits });
     }
-    let n = key.n().to_bytes_be();
-    let e = key.e().to_bytes_be();
+    let n = key.n().to_be_bytes_trimmed_vartime();
+    let e = key.e().to_be_bytes_trimmed_vartime();
     let kid = Kid::from_rsa_components(&n, &e);
     let spki_der = rsa::pkcs8::EncodePublicKey::to_public_key_der(key)
         .map_err(|e| Error::InvalidKey {

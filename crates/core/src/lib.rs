@@ -46,15 +46,24 @@ mod rejection;
 mod token;
 mod verify;
 
+/// The header the Node recipe, and appauth's client by default, send the
+/// token in (the other is `Authorization: Bearer`).
+pub const TOKEN_HEADER: &str = "x-token";
+
 pub use algorithm::Algorithm;
 pub use app_id::{AppId, MAX_APP_ID_LEN, is_valid_app_id};
 pub use claims::{Audience, Claims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dangerous::MAX_TOKEN_LEN;
 pub use error::Error;
-pub use keys::{KeyFormat, MIN_RSA_BITS, PublicKey, parse_public_bundle, rsa_verifications};
+pub use keys::{
+    KeyFormat, MIN_RSA_BITS, PublicKey, parse_public_bundle, rsa_verifications, split_public_bundle,
+};
 pub use kid::Kid;
 pub use private_key::{GENERATED_KEY_BITS, PrivateKey, PrivateKeyFormat};
 pub use rejection::{Reason, Rejection};
 pub use token::sign_token;
-pub use verify::{KeyProvider, Verified, Verifier, VerifyConfig, bundle_has_key};
+pub use verify::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, KeyProvider, Verified, Verifier, VerifyConfig,
+    bundle_has_key,
+};

@@ -53,14 +53,10 @@ impl PrivateKey {
             2048 => KeySize::Rsa2048,
             3072 => KeySize::Rsa3072,
             4096 => KeySize::Rsa4096,
-            _ => {
-                return Err(Error::InvalidPrivateKey {
-                    detail: format!("cannot generate a {bits}-bit key: use 2048, 3072 or 4096"),
-                });
-            }
+            _ => return Err(Error::UnsupportedKeySize { bits }),
         };
-        let pair = RsaKeyPair::generate(size).map_err(|_| Error::InvalidPrivateKey {
-            detail: "the crypto library failed to generate a key".into(),
+        let pair = RsaKeyPair::generate(size).map_err(|_| Error::Crypto {
+            operation: "generate a key",
         })?;
         Self::from_pair(pair, PrivateKeyFormat::Pkcs8)
     }
@@ -114,17 +110,19 @@ impl PrivateKey {
 
     fn from_pair(pair: RsaKeyPair, format: PrivateKeyFormat) -> Result<Self, Error> {
         // aws-lc exposes the public half as PKCS#1 DER.
-        let public =
-            rsa::RsaPublicKey::from_pkcs1_der(pair.public_key().as_ref()).map_err(|e| {
-                Error::InvalidPrivateKey {
-                    detail: e.to_string(),
-                }
-            })?;
-        let bits = public.n().bits();
+        let public = rsa::PublicKey::from_pkcs1_der(pair.public_key().as_ref()).map_err(|e| {
+            Error::InvalidPrivateKey {
+                detail: e.to_string(),
+            }
+        })?;
+        let bits = public.n().bit_width_vartime() as usize;
         if bits < MIN_RSA_BITS {
             return Err(Error::KeyTooSmall { index: 1, bits });
         }
-        let kid = Kid::from_rsa_components(&public.n().to_bytes_be(), &public.e().to_bytes_be());
+        let kid = Kid::from_rsa_components(
+            &public.n().to_be_bytes_trimmed_vartime(),
+            &public.e().to_be_bytes_trimmed_vartime(),
+        );
         Ok(Self {
             pair,
             kid,
@@ -150,22 +148,18 @@ impl PrivateKey {
 
     /// The private key as a PKCS#8 `-----BEGIN PRIVATE KEY-----` PEM block.
     pub fn to_pkcs8_pem(&self) -> Result<String, Error> {
-        let der: Pkcs8V1Der<'static> =
-            self.pair.as_der().map_err(|_| Error::InvalidPrivateKey {
-                detail: "the crypto library failed to encode the key as PKCS#8".into(),
-            })?;
+        let der: Pkcs8V1Der<'static> = self.pair.as_der().map_err(|_| Error::Crypto {
+            operation: "encode the key as PKCS#8",
+        })?;
         Ok(crate::files::encode_pem("PRIVATE KEY", der.as_ref()))
     }
 
     /// The public key as a `-----BEGIN PUBLIC KEY-----` (SPKI) PEM block.
     pub fn public_key_pem(&self) -> Result<String, Error> {
         let der: PublicKeyX509Der<'static> =
-            self.pair
-                .public_key()
-                .as_der()
-                .map_err(|_| Error::InvalidPrivateKey {
-                    detail: "the crypto library failed to encode the public key".into(),
-                })?;
+            self.pair.public_key().as_der().map_err(|_| Error::Crypto {
+                operation: "encode the public key",
+            })?;
         Ok(crate::files::encode_pem("PUBLIC KEY", der.as_ref()))
     }
 
@@ -174,9 +168,7 @@ impl PrivateKey {
         let mut signature = vec![0; self.pair.public_modulus_len()];
         self.pair
             .sign(alg.signing(), &SystemRandom::new(), message, &mut signature)
-            .map_err(|_| Error::InvalidPrivateKey {
-                detail: "the crypto library failed to sign".into(),
-            })?;
+            .map_err(|_| Error::Crypto { operation: "sign" })?;
         Ok(signature)
     }
 }
@@ -186,11 +178,14 @@ impl PrivateKey {
 fn modulus_bits(der: &[u8], pkcs8: bool) -> Option<usize> {
     use rsa::pkcs1::der::Decode;
     let pkcs1 = if pkcs8 {
-        rsa::pkcs8::PrivateKeyInfo::try_from(der).ok()?.private_key
+        rsa::pkcs8::PrivateKeyInfoRef::try_from(der)
+            .ok()?
+            .private_key
+            .as_bytes()
     } else {
         der
     };
-    let key = rsa::pkcs1::RsaPrivateKey::from_der(pkcs1).ok()?;
+    let key = rsa::pkcs1::RsaPrivateKeyRef::from_der(pkcs1).ok()?;
     let n = key.modulus.as_bytes();
     let lead = n.first().copied().unwrap_or(0);
     Some(n.len() * 8 - lead.leading_zeros() as usize)

@@ -59,14 +59,6 @@ impl Reason {
             Self::Revoked => "revoked",
         }
     }
-
-    /// The RFC 6750 `error` code for `WWW-Authenticate`.
-    pub fn bearer_error(self) -> &'static str {
-        match self {
-            Self::MissingToken => "invalid_request",
-            _ => "invalid_token",
-        }
-    }
 }
 
 impl fmt::Display for Reason {

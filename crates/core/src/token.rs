@@ -14,8 +14,8 @@ pub fn sign_token(key: &PrivateKey, alg: Algorithm, claims: &Claims) -> Result<S
         alg.as_str(),
         key.kid()
     );
-    let payload = serde_json::to_vec(claims).map_err(|e| Error::InvalidPrivateKey {
-        detail: format!("claims do not serialize: {e}"),
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::Claims {
+        detail: e.to_string(),
     })?;
     let mut token = String::with_capacity(header.len() * 2 + payload.len() * 2 + 700);
     URL_SAFE_NO_PAD.encode_string(header.as_bytes(), &mut token);

@@ -35,6 +35,11 @@ impl KeyProvider for HashMap<AppId, Arc<[PublicKey]>> {
     }
 }
 
+/// Default clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const DEFAULT_LEEWAY: u64 = 30;
+/// Default longest accepted token lifetime (`exp - iat`), in seconds.
+pub const DEFAULT_MAX_LIFETIME: u64 = 3600;
+
 /// What the verifier checks besides the signature.
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
@@ -57,8 +62,8 @@ impl Default for VerifyConfig {
     fn default() -> Self {
         Self {
             algorithms: vec![Algorithm::RS512],
-            leeway: 30,
-            max_lifetime: 3600,
+            leeway: DEFAULT_LEEWAY,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
             audience: None,
         }
     }
@@ -103,11 +108,6 @@ impl Verifier {
     /// A verifier on a given clock.
     pub fn with_clock(config: VerifyConfig, clock: Arc<dyn Clock>) -> Self {
         Self { config, clock }
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &VerifyConfig {
-        &self.config
     }
 
     /// The clock in use.
@@ -185,9 +185,26 @@ impl Verifier {
         })
     }
 
-    /// The time and audience rules of step 6. The verifier runs them before
-    /// the signature; the server's token cache runs them again on every hit.
-    pub fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), Rejection> {
+    /// Re-checks a token that verified earlier (a cache hit): the key that
+    /// verified it is still one of the app's keys, in date, and the time and
+    /// audience rules still hold at `now`. Cheap: no RSA, no allocation on
+    /// success.
+    pub fn reverify(
+        &self,
+        verified: &Verified,
+        keys: &(impl KeyProvider + ?Sized),
+        now: i64,
+    ) -> Result<(), Rejection> {
+        if !keys.has_key(&verified.app_id, &verified.kid, now) {
+            return Err(Rejection::BadSignature {
+                app_id: verified.app_id.to_string(),
+            });
+        }
+        self.check_claims(&verified.claims, now)
+    }
+
+    /// The time and audience rules of step 6, run before the signature.
+    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), Rejection> {
         let app_id = || claims.app_id.clone();
         let leeway = i64::try_from(self.config.leeway).unwrap_or(i64::MAX);
         if claims.iat > claims.exp {

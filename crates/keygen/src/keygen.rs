@@ -278,29 +278,21 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
     let kid = Kid::parse(kid).ok_or_else(|| Error::MalformedKid(kid.chars().take(60).collect()))?;
     let public = dirs.public_path(app);
     let text = read(&public)?;
-    let blocks = pem::parse_many(&text).map_err(|e| Error::BadKeyFile {
-        path: public.clone(),
-        source: appauth_core::Error::Pem {
-            detail: e.to_string(),
-        },
-    })?;
+    let now = appauth_core::Clock::now(&appauth_core::SystemClock);
+    let blocks =
+        appauth_core::split_public_bundle(&text, now).map_err(|source| Error::BadKeyFile {
+            path: public.clone(),
+            source,
+        })?;
     let mut kept = Vec::new();
     let mut kept_kids = Vec::new();
     let mut found = false;
-    for block in blocks {
-        let one = appauth_core::files::encode_pem(block.tag(), block.contents());
-        let block_kid = parse_bundle(&public, one.as_bytes())?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::BadKeyFile {
-                path: public.clone(),
-                source: appauth_core::Error::NoPemBlock,
-            })?;
-        if block_kid == kid {
+    for (key, one) in blocks {
+        if *key.kid() == kid {
             found = true;
         } else {
             kept.push(one);
-            kept_kids.push(block_kid);
+            kept_kids.push(key.kid().clone());
         }
     }
     if !found {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use appauth_core::SystemClock;
 
-use crate::access::AccessControl;
-use crate::{KeyStore, Metrics, ServerConfig};
+use appauth_actix::{AccessControl, KeyStore, Metrics};
+
+use crate::ServerConfig;
 
 /// `--check-config`: reads the keys directory, policy and revocations the
 /// way the server would and reports every problem. `Ok` holds a summary.

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use appauth_actix::{DEFAULT_RESCAN_INTERVAL, DEFAULT_TOKEN_CACHE_MB, WatchConfig};
 use appauth_core::{Algorithm, VerifyConfig};
-use appauth_server::{ServerConfig, WatchConfig};
+use appauth_core::{DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME};
+use appauth_server::ServerConfig;
 use clap::Parser;
 use clap::builder::BoolishValueParser;
 
@@ -23,10 +25,10 @@ struct Args {
     #[arg(long, env = "APPAUTH_AUDIENCE")]
     audience: Option<String>,
     /// Clock skew tolerated on exp, nbf and iat, in seconds.
-    #[arg(long, env = "APPAUTH_LEEWAY", default_value_t = 30)]
+    #[arg(long, env = "APPAUTH_LEEWAY", default_value_t = DEFAULT_LEEWAY)]
     leeway: u64,
     /// Longest accepted token lifetime (exp - iat), in seconds.
-    #[arg(long, env = "APPAUTH_MAX_TOKEN_LIFETIME", default_value_t = 3600)]
+    #[arg(long, env = "APPAUTH_MAX_TOKEN_LIFETIME", default_value_t = DEFAULT_MAX_LIFETIME)]
     max_token_lifetime: u64,
     /// Accepted algorithms, comma-separated (RSA only: RS256..RS512, PS256..PS512).
     #[arg(
@@ -37,7 +39,7 @@ struct Args {
     )]
     algorithms: Vec<Algorithm>,
     /// Seconds between full rescans of the keys directory.
-    #[arg(long, env = "APPAUTH_RESCAN_INTERVAL", default_value_t = 60,
+    #[arg(long, env = "APPAUTH_RESCAN_INTERVAL", default_value_t = DEFAULT_RESCAN_INTERVAL.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     rescan_interval: u64,
     /// TOML route policy and rate limits, hot-reloaded (default: none, every app may call every route).
@@ -50,7 +52,7 @@ struct Args {
     #[arg(long)]
     check_config: bool,
     /// Memory for the verified-token cache, in MiB (0 turns it off).
-    #[arg(long, env = "APPAUTH_TOKEN_CACHE_MB", default_value_t = 32)]
+    #[arg(long, env = "APPAUTH_TOKEN_CACHE_MB", default_value_t = DEFAULT_TOKEN_CACHE_MB)]
     token_cache_mb: u64,
     /// TLS certificate chain (PEM); with --tls-key, serve HTTPS. Hot-reloaded.
     #[arg(long, env = "APPAUTH_TLS_CERT", requires = "tls_key")]

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use actix_web::body::SizedStream;
 
-use crate::middleware::Caller;
+use appauth_actix::Caller;
 
 /// Where and how to forward.
 #[derive(Debug, Clone)]

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Responder, Route, web};
 
-use crate::middleware::Caller;
-use crate::{KeyStore, Metrics, data, proxy};
+use appauth_actix::{Caller, KeyStore, Metrics};
+
+use crate::{data, proxy};
 
 /// One operational endpoint: served without a token, for [`OPEN_METHOD`]
 /// only, and never forwarded in gateway mode.

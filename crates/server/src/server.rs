@@ -1,20 +1,18 @@
-//! Assembling and running the API server.
+//! The product assembled from the library: [`build_state`] checks the
+//! configuration and starts the gate, [`configure`] mounts the routes (so
+//! tests can mount them in process), and [`run`] binds and serves.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, web};
-use appauth_core::{Clock, SystemClock, Verifier, VerifyConfig};
+use appauth_actix::{AppAuth, BuildError, KeyStore, Metrics, WatchConfig};
+use appauth_core::{Clock, SystemClock, VerifyConfig};
 
-use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
-use crate::cache::TokenCache;
-use crate::middleware::AppAuth;
 use crate::proxy::{Upstream, UpstreamError};
-use crate::reload::Reloader;
+use crate::routes;
 use crate::tls::{CertReloader, TlsError};
-use crate::watcher::{self, WatchConfig};
-use crate::{KeyStore, Metrics, routes};
 
 /// Everything the server is started with.
 #[derive(Debug, Clone)]
@@ -34,7 +32,6 @@ pub struct ServerConfig {
     /// The revocation list; `None`: `revoked.txt` in the keys directory.
     pub revocations: Option<PathBuf>,
     /// Memory budget of the verified-token cache in bytes; 0 turns it off.
-    /// Default: 32 MiB.
     pub token_cache_bytes: u64,
     /// TLS certificate chain (PEM); with `tls_key`, serve HTTPS.
     pub tls_cert: Option<PathBuf>,
@@ -42,13 +39,12 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Gateway mode: forward every other path here after the gate.
     pub upstream: Option<String>,
-    /// Longest wait for the upstream's response headers. Default: 30 s.
+    /// Longest wait for the upstream's response headers.
     pub upstream_timeout: Duration,
     /// Longest a client may take to send a request head, on every request of
-    /// a connection (slow-loris bound). Default: 5 s.
+    /// a connection (slow-loris bound).
     pub request_head_timeout: Duration,
     /// Longest an idle keep-alive connection stays open between requests.
-    /// Default: 15 s.
     pub keep_alive: Duration,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
@@ -62,26 +58,10 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The keys directory is missing, unreadable or not a directory.
-    #[error("keys directory {}: {problem}", dir.display())]
-    KeysDir {
-        /// The directory.
-        dir: PathBuf,
-        /// What is wrong with it, and what to do.
-        problem: String,
-    },
-    /// No algorithm allowed.
-    #[error("--algorithms is empty: allow at least RS512")]
-    NoAlgorithms,
-    /// The file watcher could not start.
-    #[error("cannot watch {}: {source}", dir.display())]
-    Watch {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        #[source]
-        source: notify::Error,
-    },
+    /// The keys directory, policy or revocations are unusable, or the watcher
+    /// could not start.
+    #[error(transparent)]
+    Gate(#[from] BuildError),
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -100,20 +80,9 @@ pub enum Error {
     /// A malformed `--upstream`.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    /// The policy or revocation file is unusable.
-    #[error("{}", list(.0))]
-    Config(Vec<ConfigFileError>),
     /// The server stopped with an I/O error.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
-}
-
-fn list(errors: &[ConfigFileError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl ServerConfig {
@@ -121,76 +90,34 @@ impl ServerConfig {
     pub fn revocations_path(&self) -> PathBuf {
         self.revocations
             .clone()
-            .unwrap_or_else(|| self.keys_dir.join(DEFAULT_REVOCATIONS_FILE))
+            .unwrap_or_else(|| self.keys_dir.join(appauth_actix::DEFAULT_REVOCATIONS_FILE))
     }
 }
 
-/// Checks the keys directory and resolves every configured path to an
-/// absolute one, once, so that file events (which name absolute paths) match
-/// them however they were typed and whatever the working directory.
-pub fn resolve_paths(mut config: ServerConfig) -> Result<ServerConfig, Error> {
-    let dir = config.keys_dir.clone();
-    let keys_dir_error = |problem: String| Error::KeysDir {
-        dir: dir.clone(),
-        problem,
-    };
-    match std::fs::metadata(&config.keys_dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(keys_dir_error(
-                "is not a directory; pass --keys-dir DIR".into(),
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(keys_dir_error(
-                "does not exist; create it or pass --keys-dir".into(),
-            ));
-        }
-        Err(e) => {
-            return Err(keys_dir_error(format!(
-                "{e}; the server needs to read and list it (check the permissions of it and \
-                 every directory above it)"
-            )));
-        }
-    }
-    config.keys_dir = crate::files::resolve_dir(&config.keys_dir)
-        .map_err(|e| keys_dir_error(format!("cannot resolve the path: {e}")))?;
-    let file = |p: &Option<PathBuf>| p.as_deref().map(crate::files::resolve_file);
-    config.policy = file(&config.policy);
-    config.revocations = file(&config.revocations);
-    config.tls_cert = file(&config.tls_cert);
-    config.tls_key = file(&config.tls_key);
-    Ok(config)
+/// What the routes need: the gate (with its store and metrics), the TLS
+/// pair and the upstream, built once and shared by every worker.
+#[derive(Clone)]
+pub struct State {
+    /// The middleware, which owns the watched store.
+    pub gate: AppAuth,
+    /// The key store (for `/readyz`).
+    pub store: Arc<KeyStore>,
+    /// The metrics (for `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The TLS certificate pair, when serving HTTPS.
+    pub tls: Option<Arc<CertReloader>>,
+    /// The upstream, in gateway mode.
+    pub upstream: Option<Upstream>,
 }
 
-/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
-pub async fn run(config: ServerConfig) -> Result<(), Error> {
-    let config = resolve_paths(config)?;
-    if config.verify.algorithms.is_empty() {
-        return Err(Error::NoAlgorithms);
-    }
-
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(KeyStore::new(
-        &config.keys_dir,
-        config.verify.algorithms.clone(),
-        clock.clone(),
-        metrics.clone(),
-    ));
-    let access = Arc::new(
-        AccessControl::load(
-            config.policy.clone(),
-            config.revocations_path(),
-            metrics.clone(),
-        )
-        .map_err(Error::Config)?,
-    );
+/// Checks the configuration, loads the TLS pair, starts the gate over the
+/// keys directory (keys load in the background; `/readyz` says when).
+pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(CertReloader::new(
-            cert.clone(),
-            key.clone(),
-            clock.now(),
+            appauth_actix::files::resolve_file(cert),
+            appauth_actix::files::resolve_file(key),
+            SystemClock.now(),
         )?)),
         (None, None) => None,
         _ => return Err(Error::TlsHalf),
@@ -200,72 +127,70 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         .as_deref()
         .map(|u| Upstream::parse(u, config.upstream_timeout))
         .transpose()?;
-    // Watch before the first scan, so nothing written during it is missed.
-    let reloader = Arc::new(Reloader {
-        store: store.clone(),
-        access: access.clone(),
-        tls: tls.clone(),
-    });
-    let watcher = watcher::watch(reloader, config.watch).map_err(|source| Error::Watch {
-        dir: config.keys_dir.clone(),
-        source,
-    })?;
-    let loader = store.clone();
-    std::thread::Builder::new()
-        .name("appauth-initial-load".into())
-        .spawn(move || {
-            let started = std::time::Instant::now();
-            match loader.full_scan() {
-                Ok(r) => tracing::info!(
-                    apps = loader.app_count(),
-                    refused = r.failed,
-                    ms = started.elapsed().as_millis() as u64,
-                    "keys loaded; ready"
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot read the keys directory"),
-            }
-        })?;
-
-    let gate = AppAuth::new(
-        Verifier::with_clock(config.verify.clone(), clock),
-        store.clone(),
-        metrics.clone(),
-    )
-    .with_access(access);
-    let gate = if config.token_cache_bytes > 0 {
-        gate.with_cache(Arc::new(TokenCache::new(config.token_cache_bytes)))
-    } else {
-        gate
-    };
-    let store_data = web::Data::new(store.clone());
-    let metrics_data = web::Data::new(metrics.clone());
-    // The gate wraps the whole app, so every route, including ones added
-    // later and the 404 default, is protected unless exempted by name.
-    let gate = gate
+    let mut builder = AppAuth::from_dir(&config.keys_dir)
+        .verify(config.verify.clone())
+        .watch(config.watch)
+        .token_cache_bytes(config.token_cache_bytes)
         .exempt(routes::exemptions())
-        .access_log(config.access_log);
-    let upstream_data = upstream.clone().map(web::Data::new);
+        .access_log(config.access_log)
+        .load_in_background(true);
+    if let Some(policy) = &config.policy {
+        builder = builder.policy(policy);
+    }
+    if let Some(revocations) = &config.revocations {
+        builder = builder.revocations(revocations);
+    }
+    if let Some(tls) = &tls {
+        builder = builder.watch_also(tls.clone());
+    }
+    let gate = builder.build()?;
+    let store = gate
+        .key_store()
+        .cloned()
+        .expect("a gate built from a directory has a store");
+    let metrics = gate.metrics().clone();
+    Ok(State {
+        gate,
+        store,
+        metrics,
+        tls,
+        upstream,
+    })
+}
+
+/// Mounts the server's routes and shared data; the gate is wrapped around
+/// the whole app by [`run`] (or by a test).
+pub fn configure(cfg: &mut web::ServiceConfig, state: &State) {
+    cfg.app_data(web::Data::new(state.store.clone()))
+        .app_data(web::Data::new(state.metrics.clone()));
+    if let Some(upstream) = &state.upstream {
+        // awc clients are per worker (not Send); redirects are the caller's
+        // business, not the gateway's.
+        let client = awc::Client::builder().disable_redirects().finish();
+        cfg.app_data(web::Data::new(upstream.clone()))
+            .app_data(web::Data::new(client));
+    }
+    routes::configure(cfg, state.upstream.is_some());
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn run(config: ServerConfig) -> Result<(), Error> {
+    let state = build_state(&config)?;
+    let app_state = state.clone();
+    // The gate wraps the whole app, so every route, including ones added
+    // later and the 404 default, is protected unless exempted.
     let app = move || {
-        let mut app = App::new()
-            .wrap(gate.clone())
-            .app_data(store_data.clone())
-            .app_data(metrics_data.clone());
-        if let Some(upstream) = &upstream_data {
-            // awc clients are per worker (not Send); redirects are the
-            // caller's business, not the gateway's.
-            let client = awc::Client::builder().disable_redirects().finish();
-            app = app
-                .app_data(upstream.clone())
-                .app_data(web::Data::new(client));
-        }
-        let gateway = upstream_data.is_some();
-        app.configure(|cfg| routes::configure(cfg, gateway))
+        let state = app_state.clone();
+        App::new()
+            .wrap(state.gate.clone())
+            .configure(move |cfg| configure(cfg, &state))
     };
     // Limits, set deliberately (README, "Limits"): every request head, on
     // every request of a connection, must arrive within request_head_timeout
     // (actix also caps a head at 128 KiB and 96 headers); idle keep-alive
-    // connections close after keep_alive (15 s); a client that stops reading is dropped
-    // 1 s after the response; at most 256 TLS handshakes at once per worker.
+    // connections close after keep_alive (15 s); a client that stops reading
+    // is dropped 1 s after the response; at most 256 TLS handshakes at once
+    // per worker.
     let limits = crate::listen::Limits {
         head_timeout: config.request_head_timeout,
         keep_alive: config.keep_alive,
@@ -284,13 +209,13 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
     let server = crate::listen::serve(
         app,
         listeners,
-        tls.as_ref().map(|t| t.server_config()),
+        state.tls.as_ref().map(|t| t.server_config()),
         config.workers,
         limits,
     )
     .map_err(bind_err)?;
     for addr in addrs {
-        match &tls {
+        match &state.tls {
             Some(_) => tracing::info!("appauth-server listening on https://{addr}"),
             None => tracing::info!(
                 "appauth-server listening on http://{addr} (plain HTTP, no TLS: for local runs \
@@ -306,7 +231,7 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         );
     }
     tracing::info!(
-        keys_dir = %config.keys_dir.display(),
+        keys_dir = %state.store.dir().display(),
         algorithms = ?config.verify.algorithms.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
         leeway_s = config.verify.leeway,
         max_token_lifetime_s = config.verify.max_lifetime,
@@ -317,7 +242,7 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         "verifying tokens"
     );
     server.await?;
-    drop(watcher);
+    drop(state);
     tracing::info!("appauth-server stopped");
     Ok(())
 }

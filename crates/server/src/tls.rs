@@ -15,7 +15,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use x509_cert::der::Decode;
 
-use crate::fingerprint::Fingerprint;
+use appauth_actix::Reloadable;
+use appauth_actix::fingerprint::Fingerprint;
+use appauth_core::{Clock, SystemClock};
 
 /// Why a certificate or key cannot be used. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +193,17 @@ impl CertReloader {
 
 fn stamp(path: &Path) -> Option<Fingerprint> {
     fs::metadata(path).ok().map(|m| Fingerprint::of(&m))
+}
+
+/// The library's watcher re-reads the pair when either file changes.
+impl Reloadable for CertReloader {
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.cert.clone(), self.key.clone()]
+    }
+
+    fn reload(&self) {
+        self.reload_if_changed(SystemClock.now());
+    }
 }
 
 impl ResolvesServerCert for CertReloader {

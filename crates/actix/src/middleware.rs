@@ -4,7 +4,7 @@
 //! use std::sync::Arc;
 //! use actix_web::{web, App, HttpServer, Responder};
 //! use appauth_core::{Verifier, VerifyConfig};
-//! use appauth_server::{AppAuth, Caller, KeyStore, Metrics};
+//! use appauth_actix::{AppAuth, Caller, KeyStore, Metrics};
 //!
 //! async fn hello(caller: Caller) -> impl Responder {
 //!     format!("hello, {}", caller.app_id)
@@ -41,9 +41,10 @@ use crate::cache::TokenCache;
 use crate::error::AuthError;
 use crate::metrics::Metrics;
 use crate::refusal_log::RefusalLog;
+use crate::store::KeyStore;
+use crate::watcher::WatcherHandle;
 
-/// The header the Node recipe sends its token in.
-pub const X_TOKEN: HeaderName = HeaderName::from_static("x-token");
+const X_TOKEN: HeaderName = HeaderName::from_static(appauth_core::TOKEN_HEADER);
 
 /// A key source the middleware can use: keys plus a readiness flag.
 pub trait KeySource: KeyProvider + Send + Sync {
@@ -53,9 +54,9 @@ pub trait KeySource: KeyProvider + Send + Sync {
     }
 }
 
-impl KeySource for crate::KeyStore {
+impl KeySource for KeyStore {
     fn is_ready(&self) -> bool {
-        crate::KeyStore::is_ready(self)
+        KeyStore::is_ready(self)
     }
 }
 
@@ -104,6 +105,9 @@ struct GateState {
     exempt: Vec<(Method, String)>,
     access_log: bool,
     refusals: Arc<RefusalLog>,
+    /// The watched store and its watcher, when built from a directory: the
+    /// watcher stops when the last clone of the gate is dropped.
+    store: Option<(Arc<KeyStore>, Arc<WatcherHandle>)>,
 }
 
 impl AppAuth {
@@ -119,6 +123,7 @@ impl AppAuth {
                 exempt: Vec::new(),
                 access_log: false,
                 refusals: Arc::new(RefusalLog::default()),
+                store: None,
             }),
         }
     }
@@ -133,6 +138,23 @@ impl AppAuth {
     /// instead of an RSA verification.
     pub fn with_cache(self, cache: Arc<TokenCache>) -> Self {
         self.rebuild(|s| s.cache = Some(cache))
+    }
+
+    /// Keeps the watched store (and its watcher) with the gate.
+    pub(crate) fn with_store(self, store: Arc<KeyStore>, watcher: WatcherHandle) -> Self {
+        let watcher = Arc::new(watcher);
+        self.rebuild(|s| s.store = Some((store, watcher)))
+    }
+
+    /// The watched key store, for a gate made by [`AppAuth::from_dir`]
+    /// (readiness probes read it).
+    pub fn key_store(&self) -> Option<&Arc<KeyStore>> {
+        self.state.store.as_ref().map(|(s, _)| s)
+    }
+
+    /// The metrics the gate counts in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
     }
 
     /// Lets requests for these exact methods and paths through without a
@@ -206,7 +228,9 @@ impl GateState {
             }
         };
         if let Some(access) = &self.access {
-            access.check(&verified, req.method().as_str(), req.path())?;
+            access
+                .check(&verified, req.method().as_str(), req.path())
+                .map_err(|denial| AuthError::denied(&verified.app_id, denial))?;
         }
         Ok((verified, accepted))
     }

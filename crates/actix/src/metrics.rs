@@ -8,8 +8,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use appauth_core::Reason;
-
 /// Labels of `appauth_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -44,10 +42,11 @@ pub struct FileLabels {
     pub file: &'static str,
 }
 
-/// Every metric the server exports.
+/// Every metric the gate exports, under the `appauth_` prefix.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    /// Our own registry, when the metrics are not in a host's.
+    registry: Option<Registry>,
     /// Requests on protected routes by outcome and reason.
     pub requests: Family<OutcomeLabels, Counter>,
     /// `requests{outcome="accepted"}`, resolved once: the hot path skips the
@@ -94,9 +93,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// Every metric in a registry of its own, served by [`Metrics::render`]
+    /// (what `appauth-server` does).
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("appauth");
+        let mut registry = Registry::default();
+        let mut metrics = Self::register(&mut registry);
+        metrics.registry = Some(registry);
+        metrics
+    }
+
+    /// Every metric registered into the host's registry, under the
+    /// `appauth_` prefix, so they appear on the host's own `/metrics`.
+    pub fn register(host: &mut Registry) -> Self {
+        let registry = host.sub_registry_with_prefix("appauth");
         let requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "requests",
@@ -110,20 +119,7 @@ impl Metrics {
                 reason: "none",
             })
             .clone();
-        for reason in Reason::ALL {
-            requests
-                .get_or_create(&OutcomeLabels {
-                    outcome: "rejected",
-                    reason: reason.as_str(),
-                })
-                .inc_by(0);
-        }
-        for (outcome, reason) in [
-            ("forbidden", "route_not_allowed"),
-            ("forbidden", "path_not_canonical"),
-            ("bad_request", "path_not_canonical"),
-            ("rate_limited", "rate_exceeded"),
-        ] {
+        for (outcome, reason) in crate::AuthError::all_outcomes() {
             requests
                 .get_or_create(&OutcomeLabels { outcome, reason })
                 .inc_by(0);
@@ -207,7 +203,7 @@ impl Metrics {
         }
         registry.register_collector(Box::new(RsaVerifications));
         Self {
-            registry,
+            registry: None,
             requests,
             accepted,
             verify_seconds,
@@ -290,11 +286,15 @@ impl Metrics {
         });
     }
 
-    /// The registry in Prometheus text format.
+    /// The metrics in OpenMetrics text format, when they live in a registry
+    /// of their own ([`Metrics::new`]); empty when they were registered into
+    /// a host's registry, which the host renders.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        if let Some(registry) = &self.registry {
+            // Writing to a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+        }
         out
     }
 }

@@ -6,16 +6,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use appauth_core::{Rejection, Verified};
+use appauth_core::Verified;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use aws_lc_rs::digest;
 use parking_lot::Mutex;
 
-use crate::error::AuthError;
 use crate::fingerprint::Fingerprint;
 use crate::metrics::Metrics;
 use crate::policy::{Decision, Policy};
-use crate::revocation::RevocationList;
+use crate::revocation::{RevocationList, RevokedBy};
 
 /// The default revocation file name, in the keys directory.
 pub const DEFAULT_REVOCATIONS_FILE: &str = "revoked.txt";
@@ -36,6 +35,21 @@ pub enum ConfigFileError {
     /// The file does not parse.
     #[error(transparent)]
     Parse(#[from] crate::revocation::ConfigError),
+}
+
+/// Why the rules turn away a caller whose token verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// A revocation rule matched the token.
+    Revoked(RevokedBy),
+    /// The policy allows the app no such route.
+    RouteNotAllowed,
+    /// The path could mean another route (the gate refuses these earlier;
+    /// the policy refuses them too, to stand on its own).
+    PathNotCanonical,
+    /// Over the app's rate; a request would be allowed after this long.
+    RateLimited(std::time::Duration),
 }
 
 /// Revocations and policy in force, swapped atomically on reload.
@@ -269,13 +283,11 @@ impl AccessControl {
         }
     }
 
-    /// Steps 7-9 for a verified caller.
-    pub fn check(&self, caller: &Verified, method: &str, path: &str) -> Result<(), AuthError> {
+    /// Steps 8-10 for a verified caller: a domain decision, which
+    /// [`crate::AuthError::denied`] turns into a response.
+    pub fn check(&self, caller: &Verified, method: &str, path: &str) -> Result<(), Denial> {
         if let Some(rule) = self.revocations.load().check(caller) {
-            return Err(AuthError::Rejected(Rejection::Revoked {
-                app_id: caller.app_id.to_string(),
-                rule: rule.as_str(),
-            }));
+            return Err(Denial::Revoked(rule));
         }
         let policy = self.policy.load();
         let Some(policy) = policy.as_ref() else {
@@ -283,18 +295,9 @@ impl AccessControl {
         };
         match policy.decide(&caller.app_id, method, path) {
             Decision::Allow => Ok(()),
-            Decision::NotAllowed => Err(AuthError::Forbidden {
-                app_id: caller.app_id.to_string(),
-                reason: "route_not_allowed",
-            }),
-            Decision::NotCanonical => Err(AuthError::Forbidden {
-                app_id: caller.app_id.to_string(),
-                reason: "path_not_canonical",
-            }),
-            Decision::RateLimited(wait) => Err(AuthError::RateLimited {
-                app_id: caller.app_id.to_string(),
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            }),
+            Decision::NotAllowed => Err(Denial::RouteNotAllowed),
+            Decision::NotCanonical => Err(Denial::PathNotCanonical),
+            Decision::RateLimited(wait) => Err(Denial::RateLimited(wait)),
         }
     }
 

@@ -5,7 +5,7 @@ use std::fs;
 /// What identifies a file's contents without reading it. Taken through
 /// symlinks, so a Kubernetes `..data` swap shows up as a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fingerprint {
+pub struct Fingerprint {
     dev: u64,
     ino: u64,
     len: u64,
@@ -14,7 +14,8 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
-    pub(crate) fn of(meta: &fs::Metadata) -> Self {
+    /// The fingerprint of a file's metadata (taken with `fs::metadata`).
+    pub fn of(meta: &fs::Metadata) -> Self {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
+use appauth_actix::{KeyStore, Metrics, TokenCache};
 use appauth_core::{
     Algorithm, AppId, Claims, KeyProvider, PrivateKey, PublicKey, SystemClock, Verifier,
     VerifyConfig, parse_public_bundle, sign_token,
 };
-use appauth_server::TokenCache;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn claims() -> Claims {
@@ -77,14 +77,27 @@ fn warm(c: &mut Criterion) {
         b.iter(|| black_box(cache.get(black_box(&token), &keys, &verifier, now).unwrap()))
     });
 
-    // A store of 10,000 apps, looked up by one of them.
-    let (_, _, public) = setup(2048);
-    let many: Keys = (0..10_000)
-        .map(|i| (AppId::new(&format!("app-{i}")).unwrap(), public.clone()))
-        .collect();
+    // The key store the server runs, loaded from 10,000 key files, looked
+    // up by one of them: what a request pays to find its app's keys.
+    let pem = PrivateKey::generate(2048)
+        .unwrap()
+        .public_key_pem()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..10_000 {
+        std::fs::write(dir.path().join(format!("app-{i}_public.pem")), &pem).unwrap();
+    }
+    let store = KeyStore::new(
+        dir.path(),
+        vec![Algorithm::RS512],
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new()),
+    );
+    store.full_scan().unwrap();
+    assert_eq!(store.app_count(), 10_000);
     let probe = AppId::new("app-7777").unwrap();
     c.bench_function("verify/keystore_lookup_10k", |b| {
-        b.iter(|| black_box(many.keys_for(black_box(&probe)).unwrap()))
+        b.iter(|| black_box(store.keys_for(black_box(&probe)).unwrap()))
     });
 }
 

@@ -5,9 +5,20 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use appauth_core::Rejection;
+use appauth_core::{AppId, Reason, Rejection};
 
+use crate::access::Denial;
 use crate::path::PathProblem;
+
+/// The outcomes other than a token rejection, as `(outcome, reason)`; with
+/// [`Reason::ALL`] they are every label [`AuthError::outcome`] returns.
+const OTHER_OUTCOMES: [(&str, &str); 5] = [
+    ("unavailable", "keys_loading"),
+    ("bad_request", "path_not_canonical"),
+    ("forbidden", "route_not_allowed"),
+    ("forbidden", "path_not_canonical"),
+    ("rate_limited", "rate_exceeded"),
+];
 
 /// A request the gate refuses. The response says only the reason code; the
 /// details go to the log.
@@ -38,6 +49,38 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The refusal for a verified caller the rules turned away.
+    pub fn denied(app_id: &AppId, denial: Denial) -> Self {
+        let app_id = app_id.to_string();
+        match denial {
+            Denial::Revoked(rule) => Self::Rejected(Rejection::Revoked {
+                app_id,
+                rule: rule.as_str(),
+            }),
+            Denial::RouteNotAllowed => Self::Forbidden {
+                app_id,
+                reason: "route_not_allowed",
+            },
+            Denial::PathNotCanonical => Self::Forbidden {
+                app_id,
+                reason: "path_not_canonical",
+            },
+            Denial::RateLimited(wait) => Self::RateLimited {
+                app_id,
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            },
+        }
+    }
+
+    /// Every `(outcome, reason)` that [`AuthError::outcome`] can return, so
+    /// metrics pre-register them all and a new reason cannot be forgotten.
+    pub fn all_outcomes() -> impl Iterator<Item = (&'static str, &'static str)> {
+        Reason::ALL
+            .iter()
+            .map(|r| ("rejected", r.as_str()))
+            .chain(OTHER_OUTCOMES)
+    }
+
     /// `(outcome, reason)` for metrics and logs.
     pub fn outcome(&self) -> (&'static str, &'static str) {
         match self {
@@ -129,5 +172,43 @@ impl ResponseError for AuthError {
                 resp.json(serde_json::json!({ "error": "rate_limited", "reason": "rate_exceeded" }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_in_the_list_metrics_pre_register() {
+        let app = AppId::new("a").unwrap();
+        let mut errors = vec![
+            AuthError::NotReady,
+            AuthError::NotCanonical(PathProblem::DotSegment),
+            AuthError::Rejected(Rejection::MissingToken),
+        ];
+        errors.extend(
+            [
+                Denial::Revoked(crate::revocation::RevokedBy::Kid),
+                Denial::RouteNotAllowed,
+                Denial::PathNotCanonical,
+                Denial::RateLimited(std::time::Duration::from_millis(1500)),
+            ]
+            .map(|d| AuthError::denied(&app, d)),
+        );
+        let all: Vec<_> = AuthError::all_outcomes().collect();
+        for e in &errors {
+            assert!(all.contains(&e.outcome()), "{:?} missing", e.outcome());
+        }
+        let AuthError::RateLimited {
+            retry_after_secs, ..
+        } = AuthError::denied(
+            &app,
+            Denial::RateLimited(std::time::Duration::from_millis(1500)),
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(retry_after_secs, 2);
     }
 }

@@ -17,9 +17,6 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-/// Default memory budget of the cache.
-pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
-
 /// Bookkeeping per entry beyond the token text, in bytes: the `Verified`
 /// claims, `Arc`s and the map slot.
 const ENTRY_OVERHEAD: u64 = 512;
@@ -72,10 +69,7 @@ impl TokenCache {
         now: i64,
     ) -> Option<Entry> {
         let entry = self.cache.get(token)?;
-        let verified = &entry.0;
-        if keys.has_key(&verified.app_id, &verified.kid, now)
-            && verifier.check_claims(&verified.claims, now).is_ok()
-        {
+        if verifier.reverify(&entry.0, keys, now).is_ok() {
             Some(entry)
         } else {
             self.cache.remove(token);

@@ -27,6 +27,9 @@ pub trait Reload: Send + Sync + 'static {
     fn rescan(&self, why: &str);
 }
 
+/// Default interval of the full rescan that repairs lost file events.
+pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Timing of the watcher.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchConfig {
@@ -45,7 +48,7 @@ impl Default for WatchConfig {
         Self {
             debounce: Duration::from_millis(50),
             max_delay: Duration::from_millis(300),
-            rescan_interval: Duration::from_secs(60),
+            rescan_interval: DEFAULT_RESCAN_INTERVAL,
         }
     }
 }

@@ -1,31 +1,55 @@
 //! What the watcher drives: the key store, the policy and revocation files,
-//! and the TLS certificate, each re-read only when its files changed.
+//! and any file an embedding application registers (the server registers its
+//! TLS certificate pair), each re-read only when its files changed.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use appauth_core::SystemClock;
-
-use crate::KeyStore;
 use crate::access::AccessControl;
-use crate::files::parent_dir as parent;
-use crate::tls::CertReloader;
+use crate::files::parent_dir;
+use crate::store::KeyStore;
 use crate::watcher::Reload;
 
-/// What the watcher reloads: keys, revocations and policy.
+/// Files of an application's own that should be watched with the keys: the
+/// watcher calls [`Reloadable::reload`] within a second of a change to any of
+/// [`Reloadable::files`] (or a Kubernetes `..data` swap beside them), and on
+/// every periodic rescan.
+pub trait Reloadable: Send + Sync {
+    /// The files to follow (absolute paths).
+    fn files(&self) -> Vec<PathBuf>;
+    /// Re-read them; keep the last good state if they do not load.
+    fn reload(&self);
+}
+
+/// The key store, access control and registered files, as one watch target.
 pub(crate) struct Reloader {
     pub(crate) store: Arc<KeyStore>,
     pub(crate) access: Arc<AccessControl>,
-    pub(crate) tls: Option<Arc<CertReloader>>,
+    pub(crate) extra: Vec<Arc<dyn Reloadable>>,
+}
+
+impl Reloader {
+    fn log_keys(&self, report: &crate::store::ReloadReport, why: Option<&str>) {
+        if report.changed() {
+            tracing::info!(
+                why = why.unwrap_or("file events"),
+                loaded = report.loaded,
+                failed = report.failed,
+                removed = report.removed,
+                apps = self.store.app_count(),
+                "keys reloaded"
+            );
+        }
+    }
 }
 
 impl Reload for Reloader {
     fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.store.dir().to_path_buf()];
         dirs.extend(self.access.watched_files().into_iter().map(|(d, _)| d));
-        if let Some(tls) = &self.tls {
-            dirs.extend(tls.files().iter().map(|f| parent(f)));
+        for target in &self.extra {
+            dirs.extend(target.files().iter().map(|f| parent_dir(f)));
         }
         dirs
     }
@@ -38,8 +62,8 @@ impl Reload for Reloader {
                 .into_iter()
                 .map(|(d, f)| d.join(f)),
         );
-        if let Some(tls) = &self.tls {
-            files.extend(tls.files().iter().map(|f| f.to_path_buf()));
+        for target in &self.extra {
+            files.extend(target.files());
         }
         files
     }
@@ -52,43 +76,27 @@ impl Reload for Reloader {
             .any(|(d, f)| d == dir && names.contains(f));
         if dir == self.store.dir() {
             let report = self.store.reload_names(names.iter().cloned());
-            if report.changed() {
-                tracing::info!(
-                    loaded = report.loaded,
-                    failed = report.failed,
-                    removed = report.removed,
-                    apps = self.store.app_count(),
-                    "keys reloaded"
-                );
-            }
+            self.log_keys(&report, None);
         }
         if config_changed {
             self.access.reload_changed();
         }
-        if let Some(tls) = &self.tls {
-            let touched = tls.files().iter().any(|f| {
-                parent(f) == dir
+        for target in &self.extra {
+            let touched = target.files().iter().any(|f| {
+                parent_dir(f) == dir
                     && f.file_name()
                         .and_then(|n| n.to_str())
                         .is_some_and(|n| names.contains(n))
             });
-            // Kubernetes swaps come as ..data events, handled by rescan().
             if touched {
-                tls.reload_if_changed(appauth_core::Clock::now(&SystemClock));
+                target.reload();
             }
         }
     }
 
     fn rescan(&self, why: &str) {
         match self.store.full_scan() {
-            Ok(report) if report.changed() => tracing::info!(
-                why,
-                loaded = report.loaded,
-                failed = report.failed,
-                removed = report.removed,
-                apps = self.store.app_count(),
-                "key directory rescanned"
-            ),
+            Ok(report) if report.changed() => self.log_keys(&report, Some(why)),
             Ok(_) => tracing::debug!(why, "key directory rescanned: no change"),
             Err(e) => tracing::error!(
                 dir = %self.store.dir().display(), error = %e,
@@ -97,8 +105,8 @@ impl Reload for Reloader {
         }
         self.access.reload_changed();
         self.access.shrink();
-        if let Some(tls) = &self.tls {
-            tls.reload_if_changed(appauth_core::Clock::now(&SystemClock));
+        for target in &self.extra {
+            target.reload();
         }
     }
 }
