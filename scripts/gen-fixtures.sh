@@ -21,11 +21,12 @@ openssl rsa -in node/node-app_private.pem -RSAPublicKey_out -out keys/node-app_p
 openssl pkey -in keys/rsa1024_private.pem -pubout -out keys/rsa1024_public.pem
 [ -f keys/ec_private.pem ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out keys/ec_private.pem
 openssl pkey -in keys/ec_private.pem -pubout -out keys/ec_public.pem
-[ -f keys/encrypted_private.pem ] || openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:fixture \
-  -in keys/other_private.pem -out keys/encrypted_private.pem
-# A second RSA key, for "signed by another app's key" vectors.
+# A second RSA key, for "signed by another app's key" vectors; made before
+# the encrypted copy below, which is made from it.
 [ -f keys/other_private.pem ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out keys/other_private.pem 2>/dev/null
 openssl pkey -in keys/other_private.pem -pubout -out keys/other_public.pem
+[ -f keys/encrypted_private.pem ] || openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:fixture \
+  -in keys/other_private.pem -out keys/encrypted_private.pem
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

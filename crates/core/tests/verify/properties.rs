@@ -116,8 +116,18 @@ proptest! {
         der in prop::collection::vec(any::<u8>(), 0..1500),
     ) {
         let pem = files::encode_pem(tag, &der);
-        prop_assert!(parse_public_bundle(pem.as_bytes(), NOW, &[Algorithm::RS512]).is_err() || tag.contains("PUBLIC") || tag == "CERTIFICATE");
-        let _ = PrivateKey::from_pem(pem.as_bytes());
+        // Random bytes are never a 2048-bit RSA key: whatever the tag, the
+        // block is refused, and a tag that is not a public key's is refused
+        // for its tag.
+        let public = parse_public_bundle(pem.as_bytes(), NOW, &[Algorithm::RS512]);
+        match public {
+            Ok(keys) => prop_assert!(false, "garbage accepted as {} key(s)", keys.len()),
+            Err(Error::UnexpectedPemBlock { .. }) => {
+                prop_assert!(!tag.contains("PUBLIC") && tag != "CERTIFICATE", "{tag}");
+            }
+            Err(_) => prop_assert!(tag.contains("PUBLIC") || tag == "CERTIFICATE", "{tag}"),
+        }
+        prop_assert!(PrivateKey::from_pem(pem.as_bytes()).is_err());
     }
 
     #[test]
