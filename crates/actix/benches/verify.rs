@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use appauth_actix::{KeyStore, Metrics, TokenCache};
+use appauth_actix::{KeyStore, TokenCache};
 use appauth_core::{
     Algorithm, AppId, Claims, KeyProvider, PrivateKey, PublicKey, SystemClock, Verifier,
     VerifyConfig, parse_public_bundle, sign_token,
@@ -87,12 +87,7 @@ fn warm(c: &mut Criterion) {
     for i in 0..10_000 {
         std::fs::write(dir.path().join(format!("app-{i}_public.pem")), &pem).unwrap();
     }
-    let store = KeyStore::new(
-        dir.path(),
-        vec![Algorithm::RS512],
-        Arc::new(SystemClock),
-        Arc::new(Metrics::new()),
-    );
+    let store = KeyStore::new(dir.path(), vec![Algorithm::RS512], Arc::new(SystemClock));
     store.full_scan().unwrap();
     assert_eq!(store.app_count(), 10_000);
     let probe = AppId::new("app-7777").unwrap();

@@ -12,7 +12,6 @@ use aws_lc_rs::digest;
 use parking_lot::Mutex;
 
 use crate::fingerprint::Fingerprint;
-use crate::metrics::Metrics;
 use crate::policy::{Decision, Policy};
 use crate::revocation::{RevocationList, RevokedBy};
 
@@ -52,6 +51,29 @@ pub enum Denial {
     RateLimited(std::time::Duration),
 }
 
+/// What loading or reloading the policy and revocation files did: access
+/// control reports, its caller counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigEvent {
+    /// `file` (`policy` or `revocations`) is in force at `version` (a
+    /// content hash, or `none` when there is no file); `rules` counts a
+    /// revocation list's rules.
+    InForce {
+        /// `policy` or `revocations`.
+        file: &'static str,
+        /// [`content_version`] of the text, or `none`.
+        version: String,
+        /// Rules in a revocation list.
+        rules: Option<usize>,
+    },
+    /// A reload of `file` was refused; the previous version stays in force.
+    Refused {
+        /// `policy` or `revocations`.
+        file: &'static str,
+    },
+}
+
 /// Revocations and policy in force, swapped atomically on reload.
 pub struct AccessControl {
     revocations_path: PathBuf,
@@ -59,7 +81,6 @@ pub struct AccessControl {
     revocations: ArcSwap<RevocationList>,
     policy: ArcSwapOption<Policy>,
     seen: Mutex<Seen>,
-    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -119,17 +140,25 @@ impl AccessControl {
     pub fn load(
         policy_path: Option<PathBuf>,
         revocations_path: PathBuf,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, Vec<ConfigFileError>> {
+    ) -> Result<(Self, Vec<ConfigEvent>), Vec<ConfigFileError>> {
         let mut errors = Vec::new();
+        let mut events = Vec::new();
+        let in_force = |file, version: String, rules| ConfigEvent::InForce {
+            file,
+            version,
+            rules,
+        };
         let mut seen = Seen::default();
         let revocations = match read_text(&revocations_path) {
             Ok((text, fp)) => {
                 seen.revocations = Some(fp);
                 match RevocationList::parse(&revocations_path.display().to_string(), &text) {
                     Ok(list) => {
-                        metrics
-                            .set_config_version("revocations", &content_version(text.as_bytes()));
+                        events.push(in_force(
+                            "revocations",
+                            content_version(text.as_bytes()),
+                            Some(list.len()),
+                        ));
                         list
                     }
                     Err(e) => {
@@ -139,7 +168,7 @@ impl AccessControl {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                metrics.set_config_version("revocations", "none");
+                events.push(in_force("revocations", "none".into(), Some(0)));
                 RevocationList::default()
             }
             Err(source) => {
@@ -152,7 +181,7 @@ impl AccessControl {
         };
         let policy = match &policy_path {
             None => {
-                metrics.set_config_version("policy", "none");
+                events.push(in_force("policy", "none".into(), None));
                 None
             }
             Some(path) => match read_text(path) {
@@ -160,7 +189,7 @@ impl AccessControl {
                     seen.policy = Some(fp);
                     match Policy::parse(&path.display().to_string(), &text) {
                         Ok(p) => {
-                            metrics.set_config_version("policy", &content_version(text.as_bytes()));
+                            events.push(in_force("policy", content_version(text.as_bytes()), None));
                             Some(Arc::new(p))
                         }
                         Err(e) => {
@@ -178,18 +207,17 @@ impl AccessControl {
                 }
             },
         };
-        metrics.revocation_rules.set(revocations.len() as i64);
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self {
+        let access = Self {
             revocations_path,
             policy_path,
             revocations: ArcSwap::from_pointee(revocations),
             policy: ArcSwapOption::new(policy),
             seen: Mutex::new(seen),
-            metrics,
-        })
+        };
+        Ok((access, events))
     }
 
     /// The files to follow: `(directory, file name)`.
@@ -206,79 +234,90 @@ impl AccessControl {
             .collect()
     }
 
-    /// Re-reads whichever of the two files changed since last read.
-    pub fn reload_changed(&self) {
-        self.reload_revocations();
+    /// Re-reads whichever of the two files changed since last read, and
+    /// says what changed.
+    pub fn reload_changed(&self) -> Vec<ConfigEvent> {
+        let mut events = Vec::new();
+        events.extend(self.reload_revocations());
         if self.policy_path.is_some() {
-            self.reload_policy();
+            events.extend(self.reload_policy());
         }
+        events
     }
 
-    fn reload_revocations(&self) {
+    fn reload_revocations(&self) -> Option<ConfigEvent> {
         let path = &self.revocations_path;
         let mut seen = self.seen.lock();
+        let file = "revocations";
         match read_if_changed(path, seen.revocations) {
-            Ok(None) => {}
+            Ok(None) => None,
             Ok(Some((text, fp))) => {
                 seen.revocations = Some(fp);
                 match RevocationList::parse(&path.display().to_string(), &text) {
                     Ok(list) => {
                         tracing::info!(file = %path.display(), rules = list.len(), "revocation list reloaded");
-                        self.metrics.revocation_rules.set(list.len() as i64);
-                        self.metrics
-                            .set_config_version("revocations", &content_version(text.as_bytes()));
+                        let rules = Some(list.len());
                         self.revocations.store(Arc::new(list));
+                        Some(ConfigEvent::InForce {
+                            file,
+                            version: content_version(text.as_bytes()),
+                            rules,
+                        })
                     }
                     Err(e) => {
-                        self.metrics.config_reload_error("revocations");
                         tracing::error!(error = %joined(&e), "revocation list NOT reloaded; the previous list stays in force");
+                        Some(ConfigEvent::Refused { file })
                     }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if seen.revocations.take().is_some() {
-                    tracing::warn!(file = %path.display(), "revocation file removed: no token is revoked now");
-                    self.metrics.revocation_rules.set(0);
-                    self.metrics.set_config_version("revocations", "none");
-                    self.revocations.store(Arc::new(RevocationList::default()));
-                }
+                seen.revocations.take()?;
+                tracing::warn!(file = %path.display(), "revocation file removed: no token is revoked now");
+                self.revocations.store(Arc::new(RevocationList::default()));
+                Some(ConfigEvent::InForce {
+                    file,
+                    version: "none".into(),
+                    rules: Some(0),
+                })
             }
             Err(e) => {
-                self.metrics.config_reload_error("revocations");
                 tracing::error!(file = %path.display(), error = %e, "cannot read the revocation file; the previous list stays in force");
+                Some(ConfigEvent::Refused { file })
             }
         }
     }
 
-    fn reload_policy(&self) {
-        let Some(path) = &self.policy_path else {
-            return;
-        };
+    fn reload_policy(&self) -> Option<ConfigEvent> {
+        let path = self.policy_path.as_ref()?;
         let mut seen = self.seen.lock();
+        let file = "policy";
         match read_if_changed(path, seen.policy) {
-            Ok(None) => {}
+            Ok(None) => None,
             Ok(Some((text, fp))) => {
                 seen.policy = Some(fp);
                 match Policy::parse(&path.display().to_string(), &text) {
                     Ok(policy) => {
                         tracing::info!(file = %path.display(), "policy reloaded");
-                        self.metrics
-                            .set_config_version("policy", &content_version(text.as_bytes()));
                         self.policy.store(Some(Arc::new(policy)));
+                        Some(ConfigEvent::InForce {
+                            file,
+                            version: content_version(text.as_bytes()),
+                            rules: None,
+                        })
                     }
                     Err(e) => {
-                        self.metrics.config_reload_error("policy");
                         tracing::error!(error = %joined(&e), "policy NOT reloaded; the previous policy stays in force");
+                        Some(ConfigEvent::Refused { file })
                     }
                 }
             }
             Err(e) => {
-                self.metrics.config_reload_error("policy");
                 tracing::error!(
                     file = %path.display(), error = %e,
                     "cannot read the policy file; the previous policy stays in force \
                      (to run without a policy, restart without --policy)"
                 );
+                Some(ConfigEvent::Refused { file })
             }
         }
     }

@@ -249,16 +249,16 @@ impl Builder {
             &self.keys_dir,
             self.verify.algorithms.clone(),
             self.clock.clone(),
-            metrics.clone(),
         ));
         let revocations = self.revocations.clone().unwrap_or_default();
-        let access = Arc::new(
-            AccessControl::load(self.policy.clone(), revocations, metrics.clone())
-                .map_err(BuildError::Config)?,
-        );
+        let (access, events) =
+            AccessControl::load(self.policy.clone(), revocations).map_err(BuildError::Config)?;
+        metrics.count_config(&events);
+        let access = Arc::new(access);
         // Watch before the first scan, so nothing written during it is missed.
         let reloader = Arc::new(Reloader {
             store: store.clone(),
+            metrics: metrics.clone(),
             access: access.clone(),
             extra: self.extra,
         });
@@ -267,16 +267,16 @@ impl Builder {
             source,
         })?;
         if self.background_load {
-            let loader = store.clone();
+            let (loader, counter) = (store.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name("appauth-initial-load".into())
-                .spawn(move || initial_load(&loader))
+                .spawn(move || initial_load(&loader, &counter))
                 .map_err(|e| BuildError::Watch {
                     dir: self.keys_dir.clone(),
                     source: notify::Error::io(e),
                 })?;
         } else {
-            initial_load(&store);
+            initial_load(&store, &metrics);
         }
         let mut gate = AppAuth::new(
             Verifier::with_clock(self.verify, self.clock),
@@ -299,15 +299,18 @@ impl Builder {
     }
 }
 
-fn initial_load(store: &KeyStore) {
+fn initial_load(store: &KeyStore, metrics: &Metrics) {
     let started = std::time::Instant::now();
     match store.full_scan() {
-        Ok(r) => tracing::info!(
-            apps = store.app_count(),
-            refused = r.failed,
-            ms = started.elapsed().as_millis() as u64,
-            "keys loaded; ready"
-        ),
+        Ok(r) => {
+            metrics.count_keys(&r, store);
+            tracing::info!(
+                apps = store.app_count(),
+                refused = r.failed,
+                ms = started.elapsed().as_millis() as u64,
+                "keys loaded; ready"
+            );
+        }
         Err(e) => tracing::error!(error = %e, "cannot read the keys directory"),
     }
 }

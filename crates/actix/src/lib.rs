@@ -57,7 +57,7 @@ mod store;
 mod watcher;
 
 pub use access::{
-    AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE, Denial, content_version,
+    AccessControl, ConfigEvent, ConfigFileError, DEFAULT_REVOCATIONS_FILE, Denial, content_version,
 };
 pub use builder::{BuildError, Builder, DEFAULT_TOKEN_CACHE_MB};
 pub use cache::TokenCache;

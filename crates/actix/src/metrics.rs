@@ -249,6 +249,43 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts what loading or reloading the policy and revocations did.
+    pub fn count_config(&self, events: &[crate::ConfigEvent]) {
+        for event in events {
+            match event {
+                crate::ConfigEvent::InForce {
+                    file,
+                    version,
+                    rules,
+                } => {
+                    self.set_config_version(file, version);
+                    if let Some(rules) = rules {
+                        self.revocation_rules.set(*rules as i64);
+                    }
+                }
+                crate::ConfigEvent::Refused { file } => self.config_reload_error(file),
+            }
+        }
+    }
+
+    /// Counts what a key reload did, and drops the per-key series of keys
+    /// that left the store.
+    pub fn count_keys(&self, report: &crate::ReloadReport, store: &crate::KeyStore) {
+        if report.full_scan {
+            self.rescans.inc();
+        }
+        self.key_file_reads.inc_by(report.reads as u64);
+        self.key_file_errors.inc_by(report.failed as u64);
+        self.private_keys_found
+            .inc_by(report.new_private_keys as u64);
+        if let Some((apps, keys)) = report.published {
+            self.apps_loaded.set(apps as i64);
+            self.keys_loaded.set(keys as i64);
+            self.reloads.inc();
+            self.retain_keys(|app, kid| store.holds(app, kid));
+        }
+    }
+
     /// Counts one request's outcome: `accepted`/`none`, `rejected`/<reason>,
     /// `forbidden`/<reason>, `rate_limited`/`rate_exceeded`.
     pub fn record(&self, outcome: &'static str, reason: &'static str) {

@@ -25,12 +25,14 @@ pub trait Reloadable: Send + Sync {
 /// The key store, access control and registered files, as one watch target.
 pub(crate) struct Reloader {
     pub(crate) store: Arc<KeyStore>,
+    pub(crate) metrics: Arc<crate::Metrics>,
     pub(crate) access: Arc<AccessControl>,
     pub(crate) extra: Vec<Arc<dyn Reloadable>>,
 }
 
 impl Reloader {
     fn log_keys(&self, report: &crate::store::ReloadReport, why: Option<&str>) {
+        self.metrics.count_keys(report, &self.store);
         if report.changed() {
             tracing::info!(
                 why = why.unwrap_or("file events"),
@@ -79,7 +81,7 @@ impl Reload for Reloader {
             self.log_keys(&report, None);
         }
         if config_changed {
-            self.access.reload_changed();
+            self.metrics.count_config(&self.access.reload_changed());
         }
         for target in &self.extra {
             let touched = target.files().iter().any(|f| {
@@ -97,13 +99,16 @@ impl Reload for Reloader {
     fn rescan(&self, why: &str) {
         match self.store.full_scan() {
             Ok(report) if report.changed() => self.log_keys(&report, Some(why)),
-            Ok(_) => tracing::debug!(why, "key directory rescanned: no change"),
+            Ok(report) => {
+                self.metrics.count_keys(&report, &self.store);
+                tracing::debug!(why, "key directory rescanned: no change");
+            }
             Err(e) => tracing::error!(
                 dir = %self.store.dir().display(), error = %e,
                 "cannot list the keys directory; keeping the keys already loaded"
             ),
         }
-        self.access.reload_changed();
+        self.metrics.count_config(&self.access.reload_changed());
         self.access.shrink();
         for target in &self.extra {
             target.reload();

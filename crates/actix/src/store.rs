@@ -18,7 +18,6 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use crate::fingerprint::Fingerprint;
-use crate::metrics::Metrics;
 
 /// A key bundle larger than this is refused unread: no sane bundle is.
 pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
@@ -33,9 +32,18 @@ struct FileState {
     keys: Option<Arc<[PublicKey]>>,
 }
 
-/// What a reload did.
+/// What a reload did: the store reports, its caller counts (metrics, logs).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
+    /// A full scan of the directory (not only the entries events named).
+    pub full_scan: bool,
+    /// Key files read (accepted or refused).
+    pub reads: usize,
+    /// Private key files found for the first time (each is warned about once).
+    pub new_private_keys: usize,
+    /// The snapshot published, when the keys in service changed:
+    /// `(apps, keys)`.
+    pub published: Option<(usize, usize)>,
     /// Files read and accepted.
     pub loaded: usize,
     /// Files read and refused (their apps now have no keys).
@@ -59,7 +67,6 @@ pub struct KeyStore {
     dir: PathBuf,
     algorithms: Vec<Algorithm>,
     clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
     published: ArcSwap<Snapshot>,
     /// Only the loader touches this; requests never do.
     files: Mutex<HashMap<String, FileState>>,
@@ -79,17 +86,11 @@ impl std::fmt::Debug for KeyStore {
 impl KeyStore {
     /// An empty store for `dir`; call [`KeyStore::full_scan`] to load it.
     /// Keys are prepared for `algorithms`, the verifier's allow-list.
-    pub fn new(
-        dir: impl Into<PathBuf>,
-        algorithms: Vec<Algorithm>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(dir: impl Into<PathBuf>, algorithms: Vec<Algorithm>, clock: Arc<dyn Clock>) -> Self {
         Self {
             dir: dir.into(),
             algorithms,
             clock,
-            metrics,
             published: ArcSwap::from_pointee(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             warned_private: Mutex::new(HashSet::new()),
@@ -130,8 +131,8 @@ impl KeyStore {
         }
         // Files we knew that are gone.
         names.extend(self.files.lock().keys().cloned());
-        let report = self.reload(names);
-        self.metrics.rescans.inc();
+        let mut report = self.reload(names);
+        report.full_scan = true;
         self.ready.store(true, Ordering::Release);
         Ok(report)
     }
@@ -175,7 +176,7 @@ impl KeyStore {
                             "PRIVATE KEY in the server's keys directory: the server needs public keys \
                              only; move this file out and give it only to its app"
                         );
-                        self.metrics.private_keys_found.inc();
+                        report.new_private_keys += 1;
                     }
                 }
                 KeyFileName::InvalidAppId(name) if self.dir.join(&name).exists() => {
@@ -198,7 +199,7 @@ impl KeyStore {
             })
             .collect();
         for (name, app, fingerprint, path, result) in read {
-            self.metrics.key_file_reads.inc();
+            report.reads += 1;
             let keys = match result {
                 Ok(keys) => {
                     tracing::debug!(file = %path.display(), app_id = %app, keys = keys.len(), "loaded key file");
@@ -210,7 +211,6 @@ impl KeyStore {
                         file = %path.display(), app_id = %app, %reason,
                         "refusing key file: this app's requests are rejected until it is fixed"
                     );
-                    self.metrics.key_file_errors.inc();
                     report.failed += 1;
                     report
                         .problems
@@ -228,26 +228,29 @@ impl KeyStore {
             );
         }
         if report.changed() {
-            self.publish(&files);
+            report.published = Some(self.publish(&files));
         }
         report
     }
 
-    fn publish(&self, files: &HashMap<String, FileState>) {
+    /// Whether `app` currently holds the key `kid` (in date or not): which
+    /// per-key metric series still belong to the keys directory.
+    pub fn holds(&self, app: &str, kid: &str) -> bool {
+        self.published
+            .load()
+            .get(app)
+            .is_some_and(|keys| keys.iter().any(|k| k.kid().as_str() == kid))
+    }
+
+    fn publish(&self, files: &HashMap<String, FileState>) -> (usize, usize) {
         let snapshot: Snapshot = files
             .values()
             .filter_map(|f| f.keys.clone().map(|k| (f.app.clone(), k)))
             .collect();
         let keys: usize = snapshot.values().map(|k| k.len()).sum();
-        self.metrics.apps_loaded.set(snapshot.len() as i64);
-        self.metrics.keys_loaded.set(keys as i64);
-        self.metrics.reloads.inc();
-        self.metrics.retain_keys(|app, kid| {
-            snapshot
-                .get(app)
-                .is_some_and(|keys| keys.iter().any(|k| k.kid().as_str() == kid))
-        });
+        let apps = snapshot.len();
         self.published.store(Arc::new(snapshot));
+        (apps, keys)
     }
 }
 
@@ -283,12 +286,7 @@ mod tests {
     use appauth_core::{PrivateKey, SystemClock};
 
     fn store(dir: &Path) -> KeyStore {
-        KeyStore::new(
-            dir,
-            vec![Algorithm::RS512],
-            Arc::new(SystemClock),
-            Arc::new(Metrics::new()),
-        )
+        KeyStore::new(dir, vec![Algorithm::RS512], Arc::new(SystemClock))
     }
 
     fn app(s: &str) -> AppId {
@@ -313,7 +311,11 @@ mod tests {
         assert!(s.is_ready());
 
         // A scan with nothing changed reads nothing.
-        assert_eq!(s.full_scan().unwrap(), ReloadReport::default());
+        let nothing = ReloadReport {
+            full_scan: true,
+            ..ReloadReport::default()
+        };
+        assert_eq!(s.full_scan().unwrap(), nothing);
 
         // Replacing the good file with garbage removes its keys.
         fs::write(dir.path().join("good_public.pem"), "garbage!").unwrap();

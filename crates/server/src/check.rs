@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use appauth_core::SystemClock;
 
-use appauth_actix::{AccessControl, KeyStore, Metrics};
+use appauth_actix::{AccessControl, KeyStore};
 
 use crate::ServerConfig;
 
@@ -13,12 +13,10 @@ use crate::ServerConfig;
 /// way the server would and reports every problem. `Ok` holds a summary.
 pub fn check_config(config: &ServerConfig) -> Result<String, Vec<String>> {
     // The key directory is read by the store the server itself uses.
-    let metrics = Arc::new(Metrics::new());
     let store = KeyStore::new(
         &config.keys_dir,
         config.verify.algorithms.clone(),
         Arc::new(SystemClock),
-        metrics.clone(),
     );
     let (mut problems, apps) = match store.full_scan() {
         Ok(mut report) => {
@@ -30,9 +28,7 @@ pub fn check_config(config: &ServerConfig) -> Result<String, Vec<String>> {
             0,
         ),
     };
-    if let Err(errors) =
-        AccessControl::load(config.policy.clone(), config.revocations_path(), metrics)
-    {
+    if let Err(errors) = AccessControl::load(config.policy.clone(), config.revocations_path()) {
         problems.extend(errors.iter().map(ToString::to_string));
     }
     if problems.is_empty() {

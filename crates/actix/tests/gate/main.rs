@@ -95,9 +95,7 @@ async fn refusals_carry_their_status_headers_and_bodies() {
         "[default]\nallow = [\"GET /hello\"]\n\n[apps.orders]\nrate = \"1/m\"\n",
     )
     .unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let access =
-        AccessControl::load(Some(policy), dir.path().join("revoked.txt"), metrics).unwrap();
+    let (access, _) = AccessControl::load(Some(policy), dir.path().join("revoked.txt")).unwrap();
     let app = at::init_service(
         App::new()
             .wrap(gate(keys, clock.clone()).with_access(Arc::new(access)))
