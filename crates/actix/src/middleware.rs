@@ -89,7 +89,34 @@ impl FromRequest for Caller {
     }
 }
 
-/// The middleware factory: cheap to clone, one per worker.
+/// The middleware: verifies the token of every request it wraps, then
+/// revocation, policy and rate limit, and hands the handler a [`Caller`].
+/// Cheap to clone (one per worker). Make one over a watched directory with
+/// [`AppAuth::from_dir`], or over any [`KeySource`] with [`AppAuth::new`]:
+///
+/// ```
+/// use std::{collections::HashMap, sync::Arc};
+/// use actix_web::{App, http::Method, test, web};
+/// use appauth_actix::{AppAuth, Caller, Metrics};
+/// use appauth_core::{AppId, PublicKey, Verifier, VerifyConfig};
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let keys: HashMap<AppId, Arc<[PublicKey]>> = HashMap::new(); // no app has keys yet
+/// let gate = AppAuth::new(Verifier::new(VerifyConfig::default()), Arc::new(keys), Arc::new(Metrics::new()))
+///     .exempt([(Method::GET, "/healthz")]);
+/// let app = test::init_service(
+///     App::new()
+///         .wrap(gate)
+///         .route("/healthz", web::get().to(|| async { "ok" }))
+///         .route("/data", web::get().to(|c: Caller| async move { c.app_id.to_string() })),
+/// )
+/// .await;
+/// let open = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+/// assert_eq!(open.status(), 200);
+/// let closed = test::call_service(&app, test::TestRequest::get().uri("/data").to_request()).await;
+/// assert_eq!(closed.status(), 401);
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct AppAuth {
     state: Arc<GateState>,
