@@ -18,6 +18,7 @@
 
 mod error;
 mod http;
+pub mod inspect;
 mod signer;
 
 pub use error::Error;

@@ -52,6 +52,7 @@ pub struct Signer {
     key: PrivateKey,
     ttl: u64,
     audience: Option<String>,
+    app_as_issuer: bool,
     extra: Map<String, Value>,
     clock: Arc<dyn Clock>,
     cached: ArcSwapOption<Cached>,
@@ -78,6 +79,7 @@ impl Signer {
             ttl: DEFAULT_TTL,
             max_lifetime: SERVER_MAX_LIFETIME,
             audience: None,
+            app_as_issuer: false,
             extra: Map::new(),
             clock: Arc::new(SystemClock),
         }
@@ -165,7 +167,7 @@ impl Signer {
             nbf: None,
             jti: Some(URL_SAFE_NO_PAD.encode(jti)),
             aud: self.audience.clone().map(Audience::One),
-            iss: None,
+            iss: self.app_as_issuer.then(|| self.app_id.to_string()),
             extra: self.extra.clone(),
         };
         let token = sign_token(&self.key, Algorithm::RS512, &claims).map_err(Error::Sign)?;
@@ -186,6 +188,7 @@ pub struct SignerBuilder {
     ttl: u64,
     max_lifetime: u64,
     audience: Option<String>,
+    app_as_issuer: bool,
     extra: Map<String, Value>,
     clock: Arc<dyn Clock>,
 }
@@ -229,6 +232,15 @@ impl SignerBuilder {
         self
     }
 
+    /// Also names the app as the token's issuer and subject (`iss` and `sub`
+    /// = the appId), so a JWT gateway configured per issuer (Envoy's
+    /// `jwt_authn`, Istio's `RequestAuthentication`) can verify appauth
+    /// tokens. appauth's own server reads only `appId`.
+    pub fn app_as_issuer(mut self, on: bool) -> Self {
+        self.app_as_issuer = on;
+        self
+    }
+
     /// Adds a claim to every token. `appId`, `iat`, `exp`, `jti`, `aud` and
     /// `nbf` are the signer's own and refused at build time.
     pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -254,17 +266,23 @@ impl SignerBuilder {
                 server_max: self.max_lifetime,
             });
         }
+        let sub = self.app_as_issuer.then_some("sub");
         if let Some(reserved) = ["appId", "iat", "exp", "jti", "aud", "nbf", "iss"]
             .into_iter()
+            .chain(sub)
             .find(|r| self.extra.contains_key(*r))
         {
             return Err(Error::ReservedClaim(reserved.into()));
         }
         let key = match self.key.ok_or(Error::NoKey)? {
             KeySource::File(path) => {
-                let pem = std::fs::read(&path).map_err(|source| Error::ReadKey {
+                // Capped: `--key /dev/zero` must fail, not fill the memory.
+                let pem = crate::inspect::read_key_file(&path).map_err(|e| Error::ReadKey {
                     path: path.clone(),
-                    source,
+                    source: match e {
+                        crate::inspect::KeysError::Read { source, .. } => source,
+                        other => std::io::Error::other(other.to_string()),
+                    },
                 })?;
                 PrivateKey::from_pem(&pem).map_err(|source| Error::BadKey {
                     path: Some(path),
@@ -275,12 +293,17 @@ impl SignerBuilder {
                 PrivateKey::from_pem(&pem).map_err(|source| Error::BadKey { path: None, source })?
             }
         };
+        let mut extra = self.extra;
+        if self.app_as_issuer {
+            extra.insert("sub".into(), app_id.to_string().into());
+        }
         Ok(Signer {
             app_id,
             key,
             ttl: self.ttl,
             audience: self.audience,
-            extra: self.extra,
+            app_as_issuer: self.app_as_issuer,
+            extra,
             clock: self.clock,
             cached: ArcSwapOption::empty(),
             refreshing: parking_lot::Mutex::new(()),

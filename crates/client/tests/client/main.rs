@@ -424,3 +424,176 @@ async fn the_token_never_follows_a_redirect_to_another_origin() {
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(Option::is_some));
 }
+
+fn token_tool(args: &[&str], stdin: Option<&str>) -> (u8, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-token"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap() as u8,
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn inspect_gives_the_servers_verdict_and_exits_zero_only_when_it_verifies() {
+    let key = fixture_path("node/node-app_private.pem");
+    let key = key.to_str().unwrap();
+    let public = fixture_path("node/node-app_public.pem");
+    let (code, token, _) = token_tool(&["--app-id", "node-app", "--key", key], None);
+    assert_eq!(code, 0);
+    let token = token.trim();
+
+    // Valid, checked against a keys directory as the server reads it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&public, dir.path().join("node-app_public.pem")).unwrap();
+    let keys_dir = dir.path().to_str().unwrap();
+    let (code, out, _) = token_tool(&["inspect", token, "--keys-dir", keys_dir, "--json"], None);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"]["status"], "verified");
+    assert_eq!(v["claims"]["appId"], "node-app");
+    assert!(v["expires"]["words"].as_str().unwrap().starts_with("in "));
+
+    // Expired: signed on a clock an hour behind, refused as the server would.
+    let old = appauth_core::SystemClock.now() - 3600;
+    let signer = Signer::builder("node-app")
+        .key_file(fixture_path("node/node-app_private.pem"))
+        .clock(Arc::new(ManualClock::new(old)))
+        .build()
+        .unwrap();
+    let expired = signer.token().unwrap();
+    let (code, out, _) = token_tool(
+        &["inspect", &expired, "--key", public.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REFUSED: expired"), "{out}");
+    assert!(out.contains(" ago)"), "{out}");
+
+    // Forged: same claims, another key; read from stdin.
+    let other =
+        appauth_core::PrivateKey::from_pem(&appauth_testkit::fixture("keys/other_private.pem"))
+            .unwrap();
+    let forged = appauth_testkit::forge(
+        &other,
+        Algorithm::RS512,
+        &serde_json::json!({"alg": "RS512"}),
+        &json_part(token, 1),
+    );
+    let (code, out, _) = token_tool(&["inspect", "-", "--keys-dir", keys_dir], Some(&forged));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REFUSED: bad_signature"), "{out}");
+
+    // Not checked without keys; junk is refused as malformed.
+    assert_eq!(token_tool(&["inspect", token], None).0, 3);
+    let (code, out, _) = token_tool(&["inspect", "not.a.token", "--key", key, "--json"], None);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"]["reason"], "malformed");
+}
+
+#[test]
+fn extra_claims_keep_their_types_and_errors_in_json_mode_are_json() {
+    let key = fixture_path("node/node-app_private.pem");
+    let key = key.to_str().unwrap();
+    let (code, out, _) = token_tool(
+        &[
+            "--app-id",
+            "node-app",
+            "--key",
+            key,
+            "--json",
+            "--as-issuer",
+            "--claim",
+            "tier=3",
+            "--claim",
+            "admin=false",
+            "--claim",
+            "role=batch",
+            "--claim",
+            "ratio=0.5",
+            "--claim",
+            "id=007x",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let claims = json_part(v["token"].as_str().unwrap(), 1);
+    assert_eq!(claims["tier"], 3);
+    assert_eq!(claims["admin"], false);
+    assert_eq!(claims["ratio"], 0.5);
+    assert_eq!(claims["role"], "batch");
+    assert_eq!(claims["id"], "007x");
+    assert_eq!(
+        (&claims["iss"], &claims["sub"]),
+        (&"node-app".into(), &"node-app".into())
+    );
+
+    // A verifier configured per issuer (as a JWT gateway is) accepts it.
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS512);
+    validation.set_issuer(&["node-app"]);
+    validation.sub = Some("node-app".into());
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(&appauth_testkit::fixture(
+        "node/node-app_public.pem",
+    ))
+    .unwrap();
+    jsonwebtoken::decode::<serde_json::Value>(v["token"].as_str().unwrap(), &decoding, &validation)
+        .unwrap();
+
+    // Errors, in JSON mode, are JSON on stdout.
+    for (args, kind) in [
+        (
+            vec![
+                "--app-id",
+                "node-app",
+                "--key",
+                "/nonexistent.pem",
+                "--json",
+            ],
+            "sign",
+        ),
+        (
+            vec![
+                "--app-id", "node-app", "--key", key, "--ttl", "99999", "--json",
+            ],
+            "sign",
+        ),
+        (
+            vec![
+                "--app-id", "node-app", "--key", key, "--claim", "novalue", "--json",
+            ],
+            "usage",
+        ),
+        (
+            vec![
+                "--app-id", "node-app", "--key", key, "--claim", "iat=1", "--json",
+            ],
+            "sign",
+        ),
+        (vec!["inspect", "x", "--key", "/dev/zero", "--json"], "keys"),
+    ] {
+        let (code, out, _) = token_tool(&args, None);
+        assert_ne!(code, 0, "{args:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert_eq!(v["error"], kind, "{args:?}: {out}");
+    }
+    // A key file that never ends is refused, not read into memory.
+    let (code, _, err) = token_tool(&["--app-id", "a", "--key", "/dev/zero"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("limit"), "{err}");
+}
