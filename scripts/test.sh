@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { echo "the tests need openssl (an independent reader of our keys)"; exit 1; }
+# PyJWT is the third-party verifier that reads our JWKS URL (interop test).
+python3 -c "import jwt, cryptography" 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check pyjwt cryptography \
+  || { echo "the tests need PyJWT and cryptography from PyPI (pip install pyjwt cryptography)"; exit 1; }
 cargo test --workspace --locked "$@"
 # The soak and flood tests load the whole machine, so they run on their own,
 # one after the other, rather than beside tests that time hot reloads.

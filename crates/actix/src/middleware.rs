@@ -200,6 +200,8 @@ impl AppAuth {
 
     /// Lets requests for these exact methods and paths through without a
     /// token, so the gate can wrap a whole app while health probes stay open.
+    /// A path segment written `{name}` matches any one segment, as in an
+    /// actix route (`/.well-known/appauth/{app}/jwks.json`).
     /// Only the method given is exempt: `POST /healthz` still needs a token,
     /// whatever the app behind would do with it.
     pub fn exempt<I: IntoIterator<Item = (Method, S)>, S: Into<String>>(self, routes: I) -> Self {
@@ -274,6 +276,24 @@ impl GateState {
                 .map_err(|denial| AuthError::denied(&verified.app_id, denial))?;
         }
         Ok((verified, accepted))
+    }
+}
+
+/// Whether `path` is the route `pattern`, where a `{name}` segment matches
+/// any one non-empty segment.
+fn route_matches(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('{') {
+        return pattern == path;
+    }
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {}
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
     }
 }
 
@@ -377,7 +397,7 @@ where
         if state
             .exempt
             .iter()
-            .any(|(m, p)| m == req.method() && p == req.path())
+            .any(|(m, p)| m == req.method() && route_matches(p, req.path()))
         {
             let service = self.service.clone();
             return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
@@ -439,6 +459,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exempt_patterns_match_one_segment_per_placeholder() {
+        let p = "/.well-known/appauth/{app}/jwks.json";
+        assert!(route_matches(p, "/.well-known/appauth/orders/jwks.json"));
+        assert!(!route_matches(p, "/.well-known/appauth//jwks.json"));
+        assert!(!route_matches(p, "/.well-known/appauth/a/b/jwks.json"));
+        assert!(!route_matches(p, "/.well-known/appauth/orders/jwks.json/x"));
+        assert!(route_matches("/healthz", "/healthz"));
+        assert!(!route_matches("/healthz", "/healthz/"));
+    }
 
     #[test]
     fn bearer_takes_any_whitespace_and_one_token() {

@@ -59,12 +59,32 @@ pub struct PublicKey {
     /// Certificates stop verifying at their `notAfter`, even while loaded.
     not_after: Option<i64>,
     spki_der: Box<[u8]>,
+    /// The modulus and exponent, minimal big-endian (as thumbprinted), for
+    /// the key's JWK.
+    n: Box<[u8]>,
+    e: Box<[u8]>,
     /// One parsed key per algorithm the verifier allows, so that verifying
     /// never decodes DER.
     prepared: Box<[(Algorithm, ParsedPublicKey)]>,
 }
 
 impl PublicKey {
+    /// The key as an RFC 7517 JWK for signatures with `alg`: `kty`, `n`,
+    /// `e`, `kid` (its RFC 7638 thumbprint), `alg`, `use: sig`. What other
+    /// verifiers (Envoy, Istio, PyJWT, jose) read from a JWK Set.
+    pub fn to_jwk(&self, alg: Algorithm) -> serde_json::Value {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        serde_json::json!({
+            "kty": "RSA",
+            "n": b64.encode(&self.n),
+            "e": b64.encode(&self.e),
+            "kid": self.kid.as_str(),
+            "alg": alg.as_str(),
+            "use": "sig",
+        })
+    }
+
     /// The RFC 7638 thumbprint.
     pub fn kid(&self) -> &Kid {
         &self.kid
@@ -120,6 +140,11 @@ impl fmt::Debug for PublicKey {
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
+}
+
+/// An RFC 7517 JWK Set of `keys`, each for signatures with `alg`.
+pub fn jwk_set(keys: &[PublicKey], alg: Algorithm) -> serde_json::Value {
+    serde_json::json!({ "keys": keys.iter().map(|k| k.to_jwk(alg)).collect::<Vec<_>>() })
 }
 
 /// Reads a public key bundle.
@@ -270,6 +295,7 @@ fn prepare(
     let n = key.n().to_be_bytes_trimmed_vartime();
     let e = key.e().to_be_bytes_trimmed_vartime();
     let kid = Kid::from_rsa_components(&n, &e);
+    let (n, e) = (Box::<[u8]>::from(&n[..]), Box::<[u8]>::from(&e[..]));
     let spki_der = rsa::pkcs8::EncodePublicKey::to_public_key_der(key)
         .map_err(|e| Error::InvalidKey {
             index,
@@ -294,6 +320,8 @@ fn prepare(
         format,
         not_after,
         spki_der,
+        n,
+        e,
         prepared,
     })
 }

@@ -57,7 +57,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use dangerous::MAX_TOKEN_LEN;
 pub use error::Error;
 pub use keys::{
-    KeyFormat, MIN_RSA_BITS, PublicKey, parse_public_bundle, rsa_verifications, split_public_bundle,
+    KeyFormat, MIN_RSA_BITS, PublicKey, jwk_set, parse_public_bundle, rsa_verifications,
+    split_public_bundle,
 };
 pub use kid::Kid;
 pub use private_key::{GENERATED_KEY_BITS, PrivateKey, PrivateKeyFormat};

@@ -83,3 +83,45 @@ fn serde_plain(v: impl Serialize) -> String {
         _ => String::new(),
     }
 }
+
+/// An RFC 7517 JWK Set of every key in `files` (public bundles), each
+/// marked for RS512 signatures: what a JWT gateway reads for one issuer.
+pub fn jwks_of_files(files: &[PathBuf]) -> Result<serde_json::Value, Error> {
+    let now = SystemClock.now();
+    let mut keys = Vec::new();
+    for path in files {
+        let bytes = read(path)?;
+        keys.extend(
+            parse_public_bundle(&bytes, now, &[]).map_err(|source| Error::BadKeyFile {
+                path: path.clone(),
+                source,
+            })?,
+        );
+    }
+    Ok(appauth_core::jwk_set(&keys, appauth_core::Algorithm::RS512))
+}
+
+/// The JWK Set of each app in a keys directory, by appId (only `app`'s when
+/// given): `{"<appId>": {"keys": [...]}, ...}`, read as the server reads the
+/// directory.
+pub fn jwks_of_dir(
+    dir: &Path,
+    app: Option<&appauth_core::AppId>,
+) -> Result<serde_json::Value, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut sets = serde_json::Map::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let KeyFileName::Public(found) = classify_file_name(&name)
+            && app.is_none_or(|a| *a == found)
+        {
+            sets.insert(found.to_string(), jwks_of_files(&[entry.path()])?);
+        }
+    }
+    Ok(serde_json::Value::Object(sets))
+}

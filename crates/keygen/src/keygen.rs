@@ -333,11 +333,28 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
     })
 }
 
+/// A key file is at most this long (the server refuses longer bundles too):
+/// reading `/dev/zero` must fail, not fill the memory.
+const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    fs::read(path).map_err(|source| Error::Read {
+    use std::io::Read;
+    let err = |source| Error::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .map_err(err)?
+        .take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(err(std::io::Error::other(format!(
+            "over the {MAX_KEY_FILE_BYTES}-byte limit for a key file"
+        ))));
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn read_private(path: &Path) -> Result<PrivateKey, Error> {

@@ -24,6 +24,6 @@ mod keygen;
 mod write;
 
 pub use error::Error;
-pub use inspect::{Inspection, KeyInfo, inspect};
+pub use inspect::{Inspection, KeyInfo, inspect, jwks_of_dir, jwks_of_files};
 pub use keygen::{Existing, KeyDirs, Outcome, Status, generate, random_app_id, retire, rotate};
 pub use write::{PRIVATE_MODE, PUBLIC_MODE, Replace, write_atomic};

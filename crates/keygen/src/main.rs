@@ -63,6 +63,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print an RFC 7517 JWK Set (RS512, use sig, kid = RFC 7638 thumbprint)
+    /// of the keys in FILES, or of each app in --keys-dir (by appId).
+    Jwks {
+        /// Public key bundles; their keys make one set.
+        #[arg(required_unless_present = "keys_dir", conflicts_with = "keys_dir")]
+        files: Vec<PathBuf>,
+        /// A keys directory: one set per app, as {"<appId>": {"keys": [...]}}.
+        #[arg(long)]
+        keys_dir: Option<PathBuf>,
+        /// With --keys-dir: only this app's set, as a plain JWK Set.
+        #[arg(long, requires = "keys_dir")]
+        app: Option<String>,
+    },
     /// Print appId, bits, kid and format of each key in the files.
     Inspect {
         /// Key files (public bundles or private keys).
@@ -153,6 +166,30 @@ fn run(cli: Cli) -> Result<(), appauth_keygen::Error> {
             let app = parse_app(&app_id)?;
             let out = appauth_keygen::retire(&app, &kid, &dirs.resolve(), force)?;
             print_outcomes(&[out], json);
+        }
+        Command::Jwks {
+            files,
+            keys_dir,
+            app,
+        } => {
+            let set = match (keys_dir, app) {
+                (Some(dir), Some(app)) => {
+                    let app = parse_app(&app)?;
+                    let sets = appauth_keygen::jwks_of_dir(&dir, Some(&app))?;
+                    match sets.get(app.as_str()) {
+                        Some(set) => set.clone(),
+                        None => {
+                            return Err(appauth_keygen::Error::Read {
+                                path: dir.join(appauth_core::files::public_key_file_name(&app)),
+                                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                            });
+                        }
+                    }
+                }
+                (Some(dir), None) => appauth_keygen::jwks_of_dir(&dir, None)?,
+                (None, _) => appauth_keygen::jwks_of_files(&files)?,
+            };
+            println!("{set:#}");
         }
         Command::Inspect { files } => {
             let found = files

@@ -81,6 +81,9 @@ struct Args {
     /// Log every accepted request: app, kid, method, path, status, time (off by default).
     #[arg(long, env = "APPAUTH_ACCESS_LOG", value_parser = BoolishValueParser::new())]
     access_log: bool,
+    /// Publish each app's public keys as a JWK Set at /.well-known/appauth/{appId}/jwks.json (open).
+    #[arg(long, env = "APPAUTH_SERVE_JWKS", value_parser = BoolishValueParser::new())]
+    serve_jwks: bool,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         workers: args.workers,
         log_json: args.log_json,
         access_log: args.access_log,
+        serve_jwks: args.serve_jwks,
     };
     if args.check_config {
         return match appauth_server::check_config(&config) {

@@ -40,16 +40,31 @@ pub const OPEN_ROUTES: [OpenRoute; 3] = [
     },
 ];
 
+/// With `--serve-jwks`: each app's public keys as a JWK Set, open like the
+/// operational endpoints (public data, for JWT gateways that verify appauth
+/// tokens themselves).
+pub const JWKS_ROUTE: OpenRoute = OpenRoute {
+    path: "/.well-known/appauth/{app}/jwks.json",
+    route: || web::get().to(jwks),
+};
+
+/// The open routes in force.
+fn open_routes(serve_jwks: bool) -> impl Iterator<Item = OpenRoute> {
+    OPEN_ROUTES
+        .into_iter()
+        .chain(serve_jwks.then_some(JWKS_ROUTE))
+}
+
 /// What the gate lets through without a token.
-pub fn exemptions() -> impl Iterator<Item = (Method, &'static str)> {
-    OPEN_ROUTES.iter().map(|r| (OPEN_METHOD, r.path))
+pub fn exemptions(serve_jwks: bool) -> impl Iterator<Item = (Method, &'static str)> {
+    open_routes(serve_jwks).map(|r| (OPEN_METHOD, r.path))
 }
 
 /// Mounts the server's routes. In gateway mode only the operational
 /// endpoints are the server's own: every other path, `/users` included, goes
 /// to the upstream, so the demo data can never shadow a real route.
-pub fn configure(cfg: &mut web::ServiceConfig, gateway: bool) {
-    for open in OPEN_ROUTES {
+pub fn configure(cfg: &mut web::ServiceConfig, gateway: bool, serve_jwks: bool) {
+    for open in open_routes(serve_jwks) {
         cfg.route(open.path, (open.route)());
     }
     if gateway {
@@ -74,6 +89,22 @@ pub async fn readyz(store: web::Data<Arc<KeyStore>>) -> impl Responder {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "apps": store.app_count() }))
     } else {
         HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "loading" }))
+    }
+}
+
+/// `GET /.well-known/appauth/{app}/jwks.json`: the app's keys as served to
+/// verifiers right now (the same snapshot requests are checked against), or
+/// 404 for an app without keys.
+pub async fn jwks(store: web::Data<Arc<KeyStore>>, app: web::Path<String>) -> HttpResponse {
+    let keys = appauth_core::AppId::new(app.as_str())
+        .ok()
+        .and_then(|app| appauth_core::KeyProvider::keys_for(store.as_ref().as_ref(), &app));
+    match keys {
+        Some(keys) => HttpResponse::Ok()
+            .insert_header(("cache-control", "no-cache"))
+            .content_type("application/jwk-set+json")
+            .body(appauth_core::jwk_set(&keys, appauth_core::Algorithm::RS512).to_string()),
+        None => HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found" })),
     }
 }
 

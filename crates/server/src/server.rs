@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub log_json: bool,
     /// Log every accepted request (app, kid, method, path, status, time).
     pub access_log: bool,
+    /// Publish each app's keys at `/.well-known/appauth/{app}/jwks.json`.
+    pub serve_jwks: bool,
 }
 
 /// Why the server could not start.
@@ -108,6 +110,8 @@ pub struct State {
     pub tls: Option<Arc<CertReloader>>,
     /// The upstream, in gateway mode.
     pub upstream: Option<Upstream>,
+    /// Whether the JWKS route is mounted.
+    pub serve_jwks: bool,
 }
 
 /// Checks the configuration, loads the TLS pair, starts the gate over the
@@ -131,7 +135,7 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         .verify(config.verify.clone())
         .watch(config.watch)
         .token_cache_bytes(config.token_cache_bytes)
-        .exempt(routes::exemptions())
+        .exempt(routes::exemptions(config.serve_jwks))
         .access_log(config.access_log)
         .load_in_background(true);
     if let Some(policy) = &config.policy {
@@ -155,6 +159,7 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         metrics,
         tls,
         upstream,
+        serve_jwks: config.serve_jwks,
     })
 }
 
@@ -170,7 +175,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &State) {
         cfg.app_data(web::Data::new(upstream.clone()))
             .app_data(web::Data::new(client));
     }
-    routes::configure(cfg, state.upstream.is_some());
+    routes::configure(cfg, state.upstream.is_some(), state.serve_jwks);
 }
 
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.

@@ -343,3 +343,77 @@ fn gen_keys_script_is_idempotent_and_splits_private_keys_per_app() {
     assert!(second.contains("0 created, 2 already had keys"), "{second}");
     assert_eq!(snapshot(&out), before, "a re-run changed files");
 }
+
+#[test]
+fn jwks_prints_sets_another_implementation_verifies_with() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&keygen(
+        dir.path(),
+        &["new", "orders", "billing", "--out-dir", "."],
+    ));
+    ok(&keygen(dir.path(), &["rotate", "orders", "--out-dir", "."]));
+    let set: serde_json::Value = serde_json::from_str(&ok(&keygen(
+        dir.path(),
+        &["jwks", "--keys-dir", ".", "--app", "orders"],
+    )))
+    .unwrap();
+    let keys = set["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{set}");
+    for k in keys {
+        assert_eq!(
+            (&k["kty"], &k["alg"], &k["use"]),
+            (&"RSA".into(), &"RS512".into(), &"sig".into())
+        );
+    }
+    // The current private key's token verifies with the set's key of its
+    // kid, through jsonwebtoken's own JWK reader.
+    let private = appauth_core::PrivateKey::from_pem(
+        &std::fs::read(dir.path().join("orders_private.pem")).unwrap(),
+    )
+    .unwrap();
+    let jwk = keys
+        .iter()
+        .find(|k| k["kid"] == private.kid().as_str())
+        .expect("the current key's kid is in the set");
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+    let now = appauth_core::Clock::now(&appauth_core::SystemClock);
+    let claims = appauth_core::Claims {
+        app_id: "orders".into(),
+        iat: now,
+        exp: now + 60,
+        nbf: None,
+        jti: None,
+        aud: None,
+        iss: None,
+        extra: Default::default(),
+    };
+    let token =
+        appauth_core::sign_token(&private, appauth_core::Algorithm::RS512, &claims).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &key,
+        &jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS512),
+    )
+    .unwrap();
+
+    // A whole directory: one set per app; files: one set of their keys.
+    let all: serde_json::Value =
+        serde_json::from_str(&ok(&keygen(dir.path(), &["jwks", "--keys-dir", "."]))).unwrap();
+    assert_eq!(all.as_object().unwrap().len(), 2);
+    assert_eq!(all["orders"], set);
+    let files: serde_json::Value = serde_json::from_str(&ok(&keygen(
+        dir.path(),
+        &["jwks", "billing_public.pem", "orders_public.pem"],
+    )))
+    .unwrap();
+    assert_eq!(files["keys"].as_array().unwrap().len(), 3);
+    let err = fails(&keygen(
+        dir.path(),
+        &["jwks", "--keys-dir", ".", "--app", "nobody"],
+    ));
+    assert!(err.contains("nobody_public.pem"), "{err}");
+    // An endless file is refused, not read into memory.
+    let err = fails(&keygen(dir.path(), &["jwks", "/dev/zero"]));
+    assert!(err.contains("limit"), "{err}");
+}

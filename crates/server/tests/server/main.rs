@@ -6,6 +6,8 @@ mod cache;
 mod deploy;
 mod flood;
 mod gateway;
+mod gateways;
+mod interop;
 mod limits;
 mod shapes;
 mod soak;

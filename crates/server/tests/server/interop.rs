@@ -1,0 +1,113 @@
+//! appauth's keys and tokens read by someone else's code: PyJWT verifies a
+//! token using nothing but the server's JWKS URL.
+
+use std::fs;
+use std::time::Duration;
+
+use appauth_client::Signer;
+use appauth_core::PrivateKey;
+
+use crate::util::{Server, add_app, eventually};
+
+fn jwks_url(server: &Server, app: &str) -> String {
+    format!("{}/.well-known/appauth/{app}/jwks.json", server.url)
+}
+
+async fn kids(url: &str) -> Option<Vec<String>> {
+    let resp = reqwest::get(url).await.unwrap();
+    if resp.status() != 200 {
+        return None;
+    }
+    let set: serde_json::Value = resp.json().await.unwrap();
+    Some(
+        set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn pyjwt_verifies_a_token_from_the_jwks_url_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "orders");
+    let server = Server::start(dir.path(), &["--serve-jwks"]);
+    let url = jwks_url(&server, "orders");
+
+    let signer = Signer::builder("orders")
+        .key_pem(key.to_pkcs8_pem().unwrap())
+        .app_as_issuer(true)
+        .build()
+        .unwrap();
+    let token = signer.token().unwrap();
+    let script = appauth_testkit::fixture_path("../interop/pyjwt_remote_jwks.py");
+    let run = |token: &str, issuer: &str| {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args([&url, token, issuer])
+            .output()
+            .expect("python3")
+    };
+    let out = run(&token, "orders");
+    assert!(
+        out.status.success(),
+        "PyJWT refused the token: {} (the test needs `pip install pyjwt cryptography`; scripts/test.sh installs them)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "orders");
+    // The same check refuses a token of another issuer and a forged one.
+    assert!(!run(&token, "billing").status.success());
+    let forged = appauth_testkit::forge(
+        &PrivateKey::generate(2048).unwrap(),
+        appauth_core::Algorithm::RS512,
+        &serde_json::json!({"alg": "RS512", "kid": key.kid().as_str()}),
+        &serde_json::json!({"appId": "orders", "iss": "orders", "sub": "orders",
+                            "iat": crate::now(), "exp": crate::now() + 300}),
+    );
+    assert!(!run(&forged, "orders").status.success());
+}
+
+#[tokio::test]
+async fn the_jwks_follows_the_keys_directory_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = add_app(dir.path(), "orders");
+    let server = Server::start(dir.path(), &["--serve-jwks"]);
+    let url = jwks_url(&server, "orders");
+    assert_eq!(kids(&url).await, Some(vec![old.kid().to_string()]));
+    // Open: no token needed, GET only; an unknown app is 404.
+    assert_eq!(kids(&jwks_url(&server, "nobody")).await, None);
+    let post = reqwest::Client::new().post(&url).send().await.unwrap();
+    assert_eq!(post.status(), 401);
+
+    // A rotation: the bundle gains a key; the set shows both within 1 s.
+    let new = PrivateKey::generate(2048).unwrap();
+    let bundle = format!(
+        "{}{}",
+        old.public_key_pem().unwrap(),
+        new.public_key_pem().unwrap()
+    );
+    fs::write(dir.path().join("orders_public.pem"), bundle).unwrap();
+    let both = vec![old.kid().to_string(), new.kid().to_string()];
+    let took = eventually(Duration::from_secs(1), || {
+        let (url, both) = (url.clone(), both.clone());
+        async move { kids(&url).await == Some(both) }
+    })
+    .await;
+    assert!(took.is_some(), "rotated bundle not in the JWKS within 1 s");
+
+    // The app's key file removed: 404 within 1 s.
+    fs::remove_file(dir.path().join("orders_public.pem")).unwrap();
+    let took = eventually(Duration::from_secs(1), || {
+        let url = url.clone();
+        async move { kids(&url).await.is_none() }
+    })
+    .await;
+    assert!(took.is_some());
+
+    // Without --serve-jwks the route does not exist (and needs a token).
+    let plain = Server::start(dir.path(), &[]);
+    let resp = reqwest::get(jwks_url(&plain, "orders")).await.unwrap();
+    assert_eq!(resp.status(), 401);
+}
