@@ -94,12 +94,7 @@ allow = ["GET /users", "GET /users/*", "GET /whoami"]
     let logs = server.logs();
     assert!(logs.contains("policy.toml:3:8"), "{logs}");
     assert!(logs.contains("previous policy stays in force"), "{logs}");
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::util::metrics_text(&server.url).await;
     assert!(
         metrics.contains(r#"appauth_config_reload_errors_total{file="policy"} 1"#),
         "{metrics}"

@@ -6,14 +6,7 @@ use crate::util::{Server, add_app, metric};
 use crate::{claims_for, forge};
 
 async fn status(url: &str, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{url}/whoami"))
-        .header("x-token", token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    crate::util::status_with(url, "/whoami", token).await
 }
 
 #[tokio::test]

@@ -451,12 +451,7 @@ async fn hot_reload_follows_every_kind_of_change_within_a_second() {
         "delete"
     );
 
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = util::metrics_text(&url).await;
     assert!(
         metrics.contains("appauth_key_file_errors_total 1"),
         "{metrics}"

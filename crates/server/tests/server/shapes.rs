@@ -15,14 +15,7 @@ use crate::util::{Server, add_app, eventually, metric, rsa_verifications};
 use crate::{claims_for, forge, now};
 
 async fn status(url: &str, path: &str, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{url}{path}"))
-        .header("x-token", token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    crate::util::status_with(url, path, token).await
 }
 
 async fn reason(url: &str, token: &str) -> String {
@@ -439,12 +432,7 @@ async fn accepted_requests_are_counted_per_key_and_logged_on_request() {
         let url = url.clone();
         let series = series.clone();
         async move {
-            let text = reqwest::get(format!("{url}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = crate::util::metrics_text(&url).await;
             !text.contains(&series)
         }
     })

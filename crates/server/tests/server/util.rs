@@ -244,15 +244,33 @@ pub fn recording_upstream() -> (String, Arc<Mutex<Vec<Received>>>) {
     (url, seen)
 }
 
-/// The value of a metric line on `/metrics`, e.g. `appauth_rsa_verifications_total`.
-pub async fn metric(url: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+/// The whole `/metrics` text.
+pub async fn metrics_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The status of `GET url+path` with `x-token: token`.
+pub async fn status_with(url: &str, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .header("x-token", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The value of a metric line on `/metrics`, e.g. `appauth_rsa_verifications_total`.
+pub async fn metric(url: &str, name: &str) -> u64 {
+    metrics_text(url)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
         .trim()
