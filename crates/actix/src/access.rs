@@ -11,9 +11,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use aws_lc_rs::digest;
 use parking_lot::Mutex;
 
-use crate::fingerprint::Fingerprint;
 use crate::policy::{Decision, Policy};
 use crate::revocation::{RevocationList, RevokedBy};
+use appauth_core::Fingerprint;
 
 /// The default revocation file name, in the keys directory.
 pub const DEFAULT_REVOCATIONS_FILE: &str = "revoked.txt";

@@ -45,7 +45,6 @@ mod builder;
 mod cache;
 mod error;
 pub mod files;
-pub mod fingerprint;
 mod metrics;
 mod middleware;
 pub mod path;

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
-use crate::fingerprint::Fingerprint;
+use appauth_core::Fingerprint;
 
 /// A key bundle larger than this is refused unread: no sane bundle is.
 pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;

@@ -86,7 +86,24 @@ pub enum Error {
     #[error("signing failed: {0}")]
     Sign(#[source] appauth_core::Error),
 
-    /// The HTTP request failed.
-    #[error("request failed: {0}")]
+    /// The HTTP request failed; the message carries every cause (a refused
+    /// connection says so, not only "error sending request").
+    #[error("request failed: {}", causes(.0))]
     Http(#[from] reqwest::Error),
+}
+
+/// An error and its causes, `: `-separated.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // hyper and reqwest sometimes repeat their inner error's text.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! A reqwest client that authenticates every request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -34,6 +35,11 @@ pub struct AppAuthClient {
     http: reqwest::Client,
     signer: Arc<Signer>,
     header: TokenHeader,
+    retry: RetryPolicy,
+    /// A token signed fresh after a 401 and refused again: the server does
+    /// not take this key (yet), so further 401s do not cost a signature each
+    /// until the signer's token changes.
+    refused_fresh: Arc<parking_lot::Mutex<Option<Arc<str>>>>,
 }
 
 /// Builds an [`AppAuthClient`].
@@ -43,6 +49,56 @@ pub struct AppAuthClientBuilder {
     header: TokenHeader,
     http: Option<reqwest::Client>,
     ca_files: Vec<std::path::PathBuf>,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+}
+
+/// How long a call may take. Default: 5 s to connect, 30 s between reads,
+/// 30 s in all; reqwest's own default is to wait forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish the connection (TCP and TLS).
+    pub connect: Duration,
+    /// Between two reads of the response.
+    pub read: Duration,
+    /// For the whole call, one attempt.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(30),
+            total: Duration::from_secs(30),
+        }
+    }
+}
+
+/// When a call is tried again: idempotent methods (GET, HEAD, OPTIONS, PUT,
+/// DELETE) whose body can be replayed, after a connection error, a 503 or a
+/// 429, waiting what `Retry-After` asks (whole seconds) or a jittered,
+/// doubling backoff; never more than `attempts` in all, and never waiting
+/// past `budget` since the first attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: never retry). Default 3.
+    pub attempts: u32,
+    /// The first backoff; each next one doubles, jittered by up to half.
+    /// Default 200 ms.
+    pub backoff: Duration,
+    /// The longest time spent waiting to retry, over all attempts. Default 10 s.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+            budget: Duration::from_secs(10),
+        }
+    }
 }
 
 impl AppAuthClientBuilder {
@@ -60,6 +116,20 @@ impl AppAuthClientBuilder {
         self
     }
 
+    /// Connect, read and total timeouts ([`Timeouts::default`] unless set).
+    /// Ignored with [`AppAuthClientBuilder::http_client`], whose timeouts are
+    /// its own.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// When calls are tried again ([`RetryPolicy::default`] unless set).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// Also trusts the CA certificates (PEM) in `path`, besides the system
     /// roots: for servers with an internal CA. Ignored with
     /// [`AppAuthClientBuilder::http_client`], whose TLS is its own.
@@ -73,7 +143,12 @@ impl AppAuthClientBuilder {
         let http = match self.http {
             Some(h) => h,
             None => {
-                let mut builder = reqwest::Client::builder().redirect(same_origin_redirects());
+                let t = self.timeouts;
+                let mut builder = reqwest::Client::builder()
+                    .redirect(same_origin_redirects())
+                    .connect_timeout(t.connect)
+                    .read_timeout(t.read)
+                    .timeout(t.total);
                 for path in &self.ca_files {
                     let pem = std::fs::read(path).map_err(|source| Error::ReadCa {
                         path: path.clone(),
@@ -101,6 +176,8 @@ impl AppAuthClientBuilder {
             http,
             signer: self.signer,
             header: self.header,
+            retry: self.retry,
+            refused_fresh: Arc::new(parking_lot::Mutex::new(None)),
         })
     }
 }
@@ -131,6 +208,8 @@ impl AppAuthClient {
             header: TokenHeader::default(),
             http: None,
             ca_files: Vec::new(),
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -196,20 +275,103 @@ impl AuthedRequest<'_> {
         self
     }
 
-    /// Sends the request with a token; on 401, once more with a fresh token
-    /// (when the body can be replayed).
+    /// Sends the request with a token. On 401, once more with a fresh token
+    /// (when the body can be replayed, and at most once per refused key: a
+    /// server that keeps refusing does not cost a signature per call). On a
+    /// connection error, 503 or 429, an idempotent request is tried again as
+    /// the client's [`RetryPolicy`] says.
     pub async fn send(self) -> Result<Response, Error> {
         let client = self.client;
-        let token = client.signer.token()?;
-        let retry = self.builder.try_clone();
-        let response = client.authorize(self.builder, &token)?.send().await?;
+        let idempotent = self
+            .builder
+            .try_clone()
+            .and_then(|b| b.build().ok())
+            .is_some_and(|r| {
+                matches!(
+                    *r.method(),
+                    Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+                )
+            });
+        let mut waited = Duration::ZERO;
+        let mut attempt = 1;
+        let mut builder = self.builder;
+        loop {
+            let again = builder.try_clone();
+            let result = client.send_once(builder).await;
+            let retry_after = match &result {
+                Ok(r)
+                    if r.status() == StatusCode::SERVICE_UNAVAILABLE
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    Some(retry_after(r))
+                }
+                Ok(_) => return result,
+                // A timeout spent the caller's patience already; a failure to
+                // connect or a connection closed under a pooled request did not.
+                Err(Error::Http(e)) if !e.is_timeout() && (e.is_connect() || e.is_request()) => {
+                    None
+                }
+                Err(_) => return result,
+            };
+            let Some(next) = again.filter(|_| idempotent && attempt < client.retry.attempts) else {
+                return result;
+            };
+            let wait = retry_after
+                .flatten()
+                .unwrap_or_else(|| jittered(client.retry.backoff * 2u32.pow(attempt - 1)));
+            if waited + wait > client.retry.budget {
+                return result;
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            attempt += 1;
+            builder = next;
+        }
+    }
+}
+
+impl AppAuthClient {
+    /// One attempt, with the 401 retry.
+    async fn send_once(&self, builder: RequestBuilder) -> Result<Response, Error> {
+        let token = self.signer.token()?;
+        let retry = builder.try_clone();
+        let response = self.authorize(builder, &token)?.send().await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         let Some(retry) = retry else {
             return Ok(response);
         };
-        let fresh = client.signer.refresh_after_rejection(&token)?;
-        Ok(client.authorize(retry, &fresh)?.send().await?)
+        if self.refused_fresh.lock().as_deref() == Some(&*token) {
+            return Ok(response);
+        }
+        let fresh = self.signer.refresh_after_rejection(&token)?;
+        let response = self.authorize(retry, &fresh)?.send().await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            *self.refused_fresh.lock() = Some(fresh);
+        }
+        Ok(response)
     }
+}
+
+/// `Retry-After` in whole seconds (the HTTP-date form is not followed: a
+/// backoff is used instead), capped at a minute.
+fn retry_after(response: &Response) -> Option<Duration> {
+    let secs: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+/// `base` plus up to half again, so that many clients refused together do
+/// not come back together.
+fn jittered(base: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut byte);
+    base + base.mul_f64(f64::from(byte[0]) / 255.0 / 2.0)
 }

@@ -23,6 +23,7 @@ mod signer;
 
 pub use error::Error;
 pub use http::{
-    AppAuthClient, AppAuthClientBuilder, AuthedRequest, TokenHeader, same_origin_redirects,
+    AppAuthClient, AppAuthClientBuilder, AuthedRequest, RetryPolicy, Timeouts, TokenHeader,
+    same_origin_redirects,
 };
 pub use signer::{DEFAULT_TTL, IAT_BACKDATE, SERVER_MAX_LIFETIME, Signer, SignerBuilder};

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use appauth_core::{
-    Algorithm, AppId, Audience, Claims, Clock, Kid, PrivateKey, SystemClock, sign_token,
+    Algorithm, AppId, Audience, Claims, Clock, Fingerprint, Kid, PrivateKey, SystemClock,
+    sign_token,
 };
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
@@ -49,7 +50,10 @@ struct Cached {
 /// ```
 pub struct Signer {
     app_id: AppId,
-    key: PrivateKey,
+    key: ArcSwap<PrivateKey>,
+    /// The file the key came from, followed: a rotated key is picked up at
+    /// the next signature.
+    file: Option<KeyFile>,
     ttl: u64,
     audience: Option<String>,
     app_as_issuer: bool,
@@ -64,7 +68,7 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
             .field("app_id", &self.app_id)
-            .field("kid", self.key.kid())
+            .field("kid", self.key.load().kid())
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -90,9 +94,15 @@ impl Signer {
         &self.app_id
     }
 
-    /// The `kid` every token carries.
-    pub fn kid(&self) -> &Kid {
-        self.key.kid()
+    /// The `kid` of the key tokens are signed with now.
+    pub fn kid(&self) -> Kid {
+        self.key.load().kid().clone()
+    }
+
+    /// Why the key file was last refused, while the previous key stays in
+    /// use (`None` once a good key is read again).
+    pub fn key_file_problem(&self) -> Option<String> {
+        self.file.as_ref().and_then(|f| f.problem.lock().clone())
     }
 
     /// The token lifetime in seconds.
@@ -170,13 +180,59 @@ impl Signer {
             iss: self.app_as_issuer.then(|| self.app_id.to_string()),
             extra: self.extra.clone(),
         };
-        let token = sign_token(&self.key, Algorithm::RS512, &claims).map_err(Error::Sign)?;
+        if let Some(file) = &self.file {
+            file.follow(&self.key);
+        }
+        let key = self.key.load();
+        let token = sign_token(&key, Algorithm::RS512, &claims).map_err(Error::Sign)?;
         self.signatures.fetch_add(1, Ordering::Relaxed);
         Ok(Cached {
             token: token.into(),
             refresh_at: exp - ttl / 5,
             exp,
         })
+    }
+}
+
+/// A key file being followed.
+struct KeyFile {
+    path: PathBuf,
+    /// The file as last read.
+    stamp: parking_lot::Mutex<Option<Fingerprint>>,
+    /// Why the last read was refused.
+    problem: parking_lot::Mutex<Option<String>>,
+}
+
+impl KeyFile {
+    /// Re-reads the key when the file changed (replaced by rename, rewritten
+    /// in place, a Kubernetes `..data` swap: all change the fingerprint taken
+    /// through symlinks). A file that does not read as a key (half-written,
+    /// removed, garbage) leaves the current key in use and is tried again at
+    /// the next signature. One `stat` per signature, not per request.
+    fn follow(&self, key: &ArcSwap<PrivateKey>) {
+        let now = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| Fingerprint::of(&m));
+        let mut stamp = self.stamp.lock();
+        if now == *stamp {
+            return;
+        }
+        let read = crate::inspect::read_key_file(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| PrivateKey::from_pem(&pem).map_err(|e| e.to_string()));
+        match read {
+            Ok(new) => {
+                *stamp = now;
+                *self.problem.lock() = None;
+                key.store(Arc::new(new));
+            }
+            Err(problem) => {
+                *self.problem.lock() = Some(format!(
+                    "{}: {problem}; still signing with the previous key",
+                    self.path.display()
+                ));
+            }
+        }
     }
 }
 
@@ -274,8 +330,13 @@ impl SignerBuilder {
         {
             return Err(Error::ReservedClaim(reserved.into()));
         }
+        let mut file = None;
         let key = match self.key.ok_or(Error::NoKey)? {
             KeySource::File(path) => {
+                // Absolute now, so a later chdir cannot change which file is
+                // followed.
+                let path = std::path::absolute(&path).unwrap_or(path);
+                let stamp = std::fs::metadata(&path).ok().map(|m| Fingerprint::of(&m));
                 // Capped: `--key /dev/zero` must fail, not fill the memory.
                 let pem = crate::inspect::read_key_file(&path).map_err(|e| Error::ReadKey {
                     path: path.clone(),
@@ -284,10 +345,16 @@ impl SignerBuilder {
                         other => std::io::Error::other(other.to_string()),
                     },
                 })?;
-                PrivateKey::from_pem(&pem).map_err(|source| Error::BadKey {
-                    path: Some(path),
+                let key = PrivateKey::from_pem(&pem).map_err(|source| Error::BadKey {
+                    path: Some(path.clone()),
                     source,
-                })?
+                })?;
+                file = Some(KeyFile {
+                    path,
+                    stamp: parking_lot::Mutex::new(stamp),
+                    problem: parking_lot::Mutex::new(None),
+                });
+                key
             }
             KeySource::Pem(pem) => {
                 PrivateKey::from_pem(&pem).map_err(|source| Error::BadKey { path: None, source })?
@@ -299,7 +366,8 @@ impl SignerBuilder {
         }
         Ok(Signer {
             app_id,
-            key,
+            key: ArcSwap::from_pointee(key),
+            file,
             ttl: self.ttl,
             audience: self.audience,
             app_as_issuer: self.app_as_issuer,

@@ -39,6 +39,7 @@ mod clock;
 pub mod dangerous;
 mod error;
 pub mod files;
+mod fingerprint;
 mod keys;
 mod kid;
 mod private_key;
@@ -56,6 +57,7 @@ pub use claims::{Audience, Claims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dangerous::MAX_TOKEN_LEN;
 pub use error::Error;
+pub use fingerprint::Fingerprint;
 pub use keys::{
     KeyFormat, MIN_RSA_BITS, PublicKey, jwk_set, parse_public_bundle, rsa_verifications,
     split_public_bundle,

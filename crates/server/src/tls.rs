@@ -16,7 +16,7 @@ use rustls::sign::CertifiedKey;
 use x509_cert::der::Decode;
 
 use appauth_actix::Reloadable;
-use appauth_actix::fingerprint::Fingerprint;
+use appauth_core::Fingerprint;
 use appauth_core::{Clock, SystemClock};
 
 /// Why a certificate or key cannot be used. Each names the file.

@@ -51,7 +51,7 @@ fn tokens_carry_kid_jti_and_backdated_iat_and_verify() {
 
     let verifier = Verifier::with_clock(VerifyConfig::default(), clock.clone());
     let ok = verifier.verify(&token, &node_keys()).unwrap();
-    assert_eq!(ok.kid, *signer.kid());
+    assert_eq!(ok.kid, signer.kid());
 
     // A new token gets a new jti.
     clock.advance(290);
@@ -596,4 +596,143 @@ fn extra_claims_keep_their_types_and_errors_in_json_mode_are_json() {
     let (code, _, err) = token_tool(&["--app-id", "a", "--key", "/dev/zero"], None);
     assert_eq!(code, 1);
     assert!(err.contains("limit"), "{err}");
+}
+
+/// A loopback server that answers the n-th connection (0-based) with
+/// `script(n)`: `None` closes it without a word, `Some(text)` writes the
+/// whole response. Every connection serves one request.
+async fn scripted_server(
+    script: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let script = script.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let _ = sock.read(&mut buf).await;
+                if let Some(reply) = script(n) {
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+fn reply(status: &str, extra: &str) -> Option<String> {
+    Some(format!(
+        "HTTP/1.1 {status}\r\n{extra}content-length: 2\r\nconnection: close\r\n\r\nok"
+    ))
+}
+
+fn quick_client() -> AppAuthClient {
+    AppAuthClient::builder(node_signer(Arc::new(ManualClock::new(NOW))))
+        .timeouts(appauth_client::Timeouts {
+            connect: std::time::Duration::from_secs(1),
+            read: std::time::Duration::from_secs(1),
+            total: std::time::Duration::from_secs(2),
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_costs_the_timeout_not_forever() {
+    // Accepts, reads, and holds the connection open without a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = quick_client()
+        .get(format!("{url}/x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string().contains("timed out") || err.to_string().contains("timeout"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_says_so() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = quick_client()
+        .get(format!("http://127.0.0.1:{port}/x"))
+        .send()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+}
+
+#[tokio::test]
+async fn busy_servers_and_dropped_connections_are_retried_when_safe() {
+    // 503 with Retry-After: 1, then 200: one retry, after the second asked.
+    let (url, count) = scripted_server(|n| match n {
+        0 => reply("503 Service Unavailable", "retry-after: 1\r\n"),
+        _ => reply("200 OK", ""),
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let resp = quick_client().get(format!("{url}/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(950));
+
+    // A connection closed without an answer, then 200: a GET is retried...
+    let (url, count) = scripted_server(|n| if n == 0 { None } else { reply("200 OK", "") }).await;
+    let resp = quick_client().get(format!("{url}/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    // ...a POST is not: it may have been acted on.
+    let (url, count) = scripted_server(|n| if n == 0 { None } else { reply("200 OK", "") }).await;
+    let client = quick_client();
+    let result = client
+        .post(format!("{url}/orders"))
+        .with(|b| b.body("{}"))
+        .send()
+        .await;
+    assert!(result.is_err());
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // 429 for ever: bounded in attempts (3 by default).
+    let (url, count) =
+        scripted_server(|_| reply("429 Too Many Requests", "retry-after: 0\r\n")).await;
+    let resp = quick_client().get(format!("{url}/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_refusing_costs_one_fresh_signature_not_one_per_call() {
+    let (url, _) = scripted_server(|_| reply("401 Unauthorized", "")).await;
+    let client = quick_client();
+    for _ in 0..10 {
+        let resp = client.get(format!("{url}/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    // The first token, and one fresh one after the first 401: no more.
+    assert_eq!(client.signer().signatures_made(), 2);
 }

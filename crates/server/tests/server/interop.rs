@@ -111,3 +111,86 @@ async fn the_jwks_follows_the_keys_directory_within_a_second() {
     let resp = reqwest::get(jwks_url(&plain, "orders")).await.unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// Replaces `path` the way keygen and config managers do: beside, then rename.
+fn replace(path: &std::path::Path, contents: &str) {
+    let tmp = path.with_extension("tmp-write");
+    fs::write(&tmp, contents).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn a_running_client_follows_its_key_file_through_a_rotation_and_an_early_retirement() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("keys");
+    let private = root.path().join("private");
+    fs::create_dir_all(&keys).unwrap();
+    fs::create_dir_all(&private).unwrap();
+    let old = PrivateKey::generate(2048).unwrap();
+    let key_file = private.join("orders_private.pem");
+    fs::write(&key_file, old.to_pkcs8_pem().unwrap()).unwrap();
+    fs::write(
+        keys.join("orders_public.pem"),
+        old.public_key_pem().unwrap(),
+    )
+    .unwrap();
+    let server = Server::start(&keys, &[]);
+    let signer = Signer::builder("orders")
+        .key_file(&key_file)
+        .build()
+        .unwrap();
+    let client = appauth_client::AppAuthClient::builder(signer)
+        .build()
+        .unwrap();
+    let call = || async {
+        let resp = client
+            .get(format!("{}/whoami", server.url))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let who: serde_json::Value = resp.json().await.unwrap_or_default();
+        (status, who["kid"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(call().await, (200, old.kid().to_string()));
+
+    // Rotation: the bundle gains the new key, the private key is replaced.
+    let new = PrivateKey::generate(2048).unwrap();
+    let bundle = format!(
+        "{}{}",
+        old.public_key_pem().unwrap(),
+        new.public_key_pem().unwrap()
+    );
+    replace(&keys.join("orders_public.pem"), &bundle);
+    replace(&key_file, &new.to_pkcs8_pem().unwrap());
+    // Retired early: the old key leaves the bundle while the client's cached
+    // token is still signed with it.
+    replace(
+        &keys.join("orders_public.pem"),
+        &new.public_key_pem().unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The cached old-key token is refused once; the retry signs with the new
+    // key read from the file: the caller sees no failure.
+    let mut kids = Vec::new();
+    for _ in 0..20 {
+        let (status, kid) = call().await;
+        assert_eq!(status, 200);
+        kids.push(kid);
+    }
+    assert!(kids.iter().all(|k| *k == new.kid().to_string()), "{kids:?}");
+
+    // A broken key file keeps the last good key, and says so.
+    fs::write(&key_file, "-----BEGIN PRIVATE KEY-----\ntruncat").unwrap();
+    let signer = client.signer();
+    let _ = signer
+        .refresh_after_rejection(&signer.token().unwrap())
+        .unwrap();
+    assert_eq!(signer.kid(), *new.kid());
+    assert!(
+        signer
+            .key_file_problem()
+            .is_some_and(|p| p.contains("previous key"))
+    );
+    assert_eq!(call().await.0, 200);
+}
