@@ -24,9 +24,10 @@ enum Command {
     New {
         /// The apps to make keys for.
         app_ids: Vec<String>,
-        /// Make N fresh random appIds instead of naming them.
-        #[arg(long, value_name = "N", conflicts_with = "app_ids")]
-        generate_id: Option<usize>,
+        /// Make N fresh random appIds instead of naming them (1 to 10000 per run).
+        #[arg(long, value_name = "N", conflicts_with = "app_ids",
+              value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        generate_id: Option<u16>,
         #[command(flatten)]
         dirs: DirArgs,
         /// RSA modulus size.

@@ -59,8 +59,27 @@ pub fn ensure_dir(dir: &Path, private: bool) -> Result<(), Error> {
     if dir.is_dir() {
         return Ok(());
     }
+    let err = |source| Error::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    // Only the private-key directory itself is 0700: directories above it
+    // (`out/` of `out/private`, shared with `out/public`) must stay
+    // traversable by a server that runs as another user.
+    if let Some(up) = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+    {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o755);
+        }
+        builder.create(up).map_err(err)?;
+    }
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -68,10 +87,11 @@ pub fn ensure_dir(dir: &Path, private: bool) -> Result<(), Error> {
     }
     #[cfg(not(unix))]
     let _ = private;
-    builder.create(dir).map_err(|source| Error::CreateDir {
-        dir: dir.to_path_buf(),
-        source,
-    })
+    match builder.create(dir) {
+        // Another pipeline made it a moment ago: that is what we wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other.map_err(err),
+    }
 }
 
 fn parent(path: &Path) -> PathBuf {

@@ -417,3 +417,44 @@ fn jwks_prints_sets_another_implementation_verifies_with() {
     let err = fails(&keygen(dir.path(), &["jwks", "/dev/zero"]));
     assert!(err.contains("limit"), "{err}");
 }
+
+#[test]
+fn only_the_private_directory_is_closed_and_absurd_counts_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    ok(&keygen(
+        dir.path(),
+        &[
+            "new",
+            "orders",
+            "--public-dir",
+            "out/public",
+            "--private-dir",
+            "out/private",
+        ],
+    ));
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // A server running as another user must traverse out/ to reach out/public.
+    assert_eq!(mode("out"), 0o755);
+    assert_eq!(mode("out/public"), 0o755);
+    assert_eq!(mode("out/private"), 0o700);
+
+    for n in ["18446744073709551615", "0", "10001"] {
+        let out = keygen(
+            dir.path(),
+            &["new", "--generate-id", n, "--out-dir", "many"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{n}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--generate-id"),
+            "{n}"
+        );
+    }
+    assert!(!dir.path().join("many").exists());
+}
