@@ -25,10 +25,7 @@ async fn get(url: &str, path: &str, token: &str) -> (u16, Value, Option<String>)
 }
 
 fn write_policy(path: &std::path::Path, text: &str) {
-    // Atomic replace, as a deploy tool would.
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, path).unwrap();
+    crate::util::replace(path, text);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use appauth_client::Signer;
 use appauth_core::PrivateKey;
 
-use crate::util::{Server, add_app, eventually};
+use crate::util::{Server, add_app, eventually, replace};
 
 fn jwks_url(server: &Server, app: &str) -> String {
     format!("{}/.well-known/appauth/{app}/jwks.json", server.url)
@@ -110,13 +110,6 @@ async fn the_jwks_follows_the_keys_directory_within_a_second() {
     let plain = Server::start(dir.path(), &[]);
     let resp = reqwest::get(jwks_url(&plain, "orders")).await.unwrap();
     assert_eq!(resp.status(), 401);
-}
-
-/// Replaces `path` the way keygen and config managers do: beside, then rename.
-fn replace(path: &std::path::Path, contents: &str) {
-    let tmp = path.with_extension("tmp-write");
-    fs::write(&tmp, contents).unwrap();
-    fs::rename(&tmp, path).unwrap();
 }
 
 #[tokio::test]

@@ -5,13 +5,12 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use appauth_core::PrivateKey;
 use serde_json::{Value, json};
 
-use crate::util::{Server, add_app, eventually, metric, rsa_verifications};
+use crate::util::{Server, add_app, eventually, metric, replace, rsa_verifications};
 use crate::{claims_for, forge, now};
 
 async fn status(url: &str, path: &str, token: &str) -> u16 {
@@ -30,14 +29,6 @@ async fn reason(url: &str, token: &str) -> String {
 }
 
 const SECOND: Duration = Duration::from_millis(1000);
-
-/// Atomically replaces `path` (write beside, then rename), as editors,
-/// config managers and keygen do.
-fn replace(path: &Path, contents: &str) {
-    let tmp = path.with_extension("tmp-write");
-    fs::write(&tmp, contents).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
 
 #[tokio::test]
 async fn relative_paths_from_another_working_directory_reload_within_a_second() {

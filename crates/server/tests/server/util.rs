@@ -97,6 +97,14 @@ impl Drop for Server {
     }
 }
 
+/// Replaces `path` atomically (write beside, then rename), as editors,
+/// deploy tools and keygen do.
+pub fn replace(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Generates a keypair for `app` into `dir` (public) and returns the private key.
 pub fn add_app(dir: &Path, app: &str) -> PrivateKey {
     let key = PrivateKey::generate(2048).unwrap();
