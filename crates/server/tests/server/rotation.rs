@@ -1,0 +1,101 @@
+//! The rotation runbook, run: keys made and rotated by appauth-keygen (its
+//! library, as the CLI calls it), a client calling continuously the whole
+//! time, an early retirement of the old key. Nothing restarts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use appauth_client::{AppAuthClient, Signer};
+use appauth_core::AppId;
+use appauth_keygen::{Existing, KeyDirs};
+
+use crate::util::Server;
+
+#[tokio::test]
+async fn a_rotation_then_an_early_retirement_fails_no_call() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = KeyDirs {
+        private: root.path().join("private"),
+        public: root.path().join("keys"),
+        private_per_app: false,
+    };
+    let app = AppId::new("orders").unwrap();
+    let made = appauth_keygen::generate(std::slice::from_ref(&app), 2048, &dirs, Existing::Refuse)
+        .unwrap();
+    let old_kid = made[0].kid.clone().unwrap();
+    let server = Server::start(&dirs.public, &[]);
+
+    // The app: a long-running client on its key file, calling every 10 ms.
+    let signer = Signer::builder("orders")
+        .key_file(dirs.private_path(&app))
+        .build()
+        .unwrap();
+    let client = Arc::new(AppAuthClient::builder(signer).build().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let (client, stop, url) = (client.clone(), stop.clone(), server.url.clone());
+        tokio::spawn(async move {
+            let mut by_kid: BTreeMap<String, u32> = BTreeMap::new();
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match client.get(format!("{url}/whoami")).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let who: serde_json::Value = r.json().await.unwrap();
+                        *by_kid
+                            .entry(who["kid"].as_str().unwrap().to_owned())
+                            .or_default() += 1;
+                    }
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (by_kid, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Runbook step 1: rotate. The bundle now holds both keys; the app's key
+    // file holds the new one.
+    let rotated = appauth_keygen::rotate(&app, 2048, &dirs).unwrap();
+    let new_kid = rotated.kid.clone().unwrap();
+    assert_eq!(rotated.bundle, vec![old_kid.clone(), new_kid.clone()]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Step 2, early: retire the old key while the client's cached token is
+    // still signed with it (its refresh is minutes away).
+    appauth_keygen::retire(&app, old_kid.as_str(), &dirs, false).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (by_kid, failed) = caller.await.unwrap();
+
+    let total: u32 = by_kid.values().sum();
+    println!(
+        "rotation: {total} calls accepted, {} failed, by kid {by_kid:?}",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failed calls: {failed:?}");
+    assert!(
+        by_kid.get(old_kid.as_str()).is_some_and(|n| *n > 0),
+        "{by_kid:?}"
+    );
+    assert!(
+        by_kid.get(new_kid.as_str()).is_some_and(|n| *n > 0),
+        "{by_kid:?}"
+    );
+    // The server sees the new kid, and a token of the retired key is refused.
+    let old_private = std::fs::read(rotated.old_private_key.unwrap()).unwrap();
+    let stale = Signer::builder("orders")
+        .key_pem(old_private)
+        .build()
+        .unwrap();
+    assert_eq!(stale.kid(), old_kid);
+    let resp = reqwest::Client::new()
+        .get(format!("{}/whoami", server.url))
+        .header("x-token", &*stale.token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
