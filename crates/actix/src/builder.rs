@@ -38,6 +38,9 @@ pub enum BuildError {
     /// The policy or revocation file is unusable.
     #[error("{}", list(.0))]
     Config(Vec<ConfigFileError>),
+    /// The thread that loads the keys in the background could not start.
+    #[error("cannot start the key-loading thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// The file watcher could not start.
     #[error("cannot watch {}: {source}", dir.display())]
     Watch {
@@ -271,10 +274,7 @@ impl Builder {
             std::thread::Builder::new()
                 .name("appauth-initial-load".into())
                 .spawn(move || initial_load(&loader, &counter))
-                .map_err(|e| BuildError::Watch {
-                    dir: self.keys_dir.clone(),
-                    source: notify::Error::io(e),
-                })?;
+                .map_err(BuildError::Thread)?;
         } else {
             initial_load(&store, &metrics);
         }

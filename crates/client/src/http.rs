@@ -227,6 +227,10 @@ impl AppAuthClient {
     pub fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> AuthedRequest<'_> {
         AuthedRequest {
             client: self,
+            idempotent: matches!(
+                method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+            ),
             builder: self.http.request(method, url),
         }
     }
@@ -265,6 +269,8 @@ fn header_value(s: &str) -> Result<HeaderValue, Error> {
 #[derive(Debug)]
 pub struct AuthedRequest<'c> {
     client: &'c AppAuthClient,
+    /// Safe to send twice (RFC 9110 section 9.2.2), so safe to retry.
+    idempotent: bool,
     builder: RequestBuilder,
 }
 
@@ -282,16 +288,7 @@ impl AuthedRequest<'_> {
     /// the client's [`RetryPolicy`] says.
     pub async fn send(self) -> Result<Response, Error> {
         let client = self.client;
-        let idempotent = self
-            .builder
-            .try_clone()
-            .and_then(|b| b.build().ok())
-            .is_some_and(|r| {
-                matches!(
-                    *r.method(),
-                    Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-                )
-            });
+        let idempotent = self.idempotent;
         let mut waited = Duration::ZERO;
         let mut attempt = 1;
         let mut builder = self.builder;
