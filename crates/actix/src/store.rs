@@ -186,7 +186,24 @@ impl KeyStore {
                         self.dir.join(&name).display()
                     ));
                 }
-                KeyFileName::Private(_) | KeyFileName::InvalidAppId(_) | KeyFileName::Other => {}
+                KeyFileName::KeygenLeftover if self.dir.join(&name).exists() => {
+                    report.problems.push(format!(
+                        "{}: a temporary file of an interrupted appauth-keygen run",
+                        self.dir.join(&name).display()
+                    ));
+                    if self.warned_private.lock().insert(name.clone()) {
+                        tracing::warn!(
+                            file = %self.dir.join(&name).display(),
+                            "a temporary file an interrupted appauth-keygen run left in the keys \
+                             directory: it may hold a PRIVATE KEY; delete it (the next keygen \
+                             run of a current release cleans up after itself)"
+                        );
+                    }
+                }
+                KeyFileName::Private(_)
+                | KeyFileName::InvalidAppId(_)
+                | KeyFileName::KeygenLeftover
+                | KeyFileName::Other => {}
             }
         }
 
@@ -291,6 +308,18 @@ mod tests {
 
     fn app(s: &str) -> AppId {
         AppId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_keygen_temp_file_in_the_keys_directory_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".appauth-keygen-Xy12.tmp"), "secret").unwrap();
+        let report = store(dir.path()).full_scan().unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.contains("appauth-keygen")),
+            "{:?}",
+            report.problems
+        );
     }
 
     #[test]

@@ -39,6 +39,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A PEM block that begins and never ends: a file cut short, or read
+    /// while it was being written.
+    #[error(
+        "the \"{tag}\" PEM block begins but never ends (no -----END {tag}-----): the file is \
+         truncated, or was read while being written"
+    )]
+    TruncatedPem {
+        /// The block's label.
+        tag: String,
+    },
+
     /// A file with no PEM block in it.
     #[error("no PEM block found (expected -----BEGIN PUBLIC KEY----- or similar)")]
     NoPemBlock,

@@ -11,6 +11,16 @@ pub const PUBLIC_SUFFIX: &str = "_public.pem";
 /// Suffix of a private key file.
 pub const PRIVATE_SUFFIX: &str = "_private.pem";
 
+/// The directory, inside each directory `appauth-keygen` writes to, that holds
+/// its locks and temporary files. A server reads no subdirectory of its keys
+/// directory, so a temporary copy of a private key never sits where a server
+/// loads keys from.
+pub const KEYGEN_WORK_DIR: &str = ".appauth-keygen";
+
+/// How keygen releases before the work directory named their temporary files,
+/// in the target directory itself. Such a file may hold a whole private key.
+pub const LEGACY_KEYGEN_TEMP_PREFIX: &str = ".appauth-keygen-";
+
 /// `<appId>_public.pem`.
 pub fn public_key_file_name(app: &AppId) -> String {
     format!("{app}{PUBLIC_SUFFIX}")
@@ -37,12 +47,18 @@ pub enum KeyFileName {
     Private(AppId),
     /// Ends like a key file but the appId part breaks the grammar.
     InvalidAppId(String),
+    /// A temporary file an interrupted `appauth-keygen` of an older release
+    /// left behind: it may hold a private key.
+    KeygenLeftover,
     /// Anything else (README, revocation list, editor swap files...).
     Other,
 }
 
 /// Classifies a directory entry's file name.
 pub fn classify_file_name(name: &str) -> KeyFileName {
+    if name.starts_with(LEGACY_KEYGEN_TEMP_PREFIX) && name.ends_with(".tmp") {
+        return KeyFileName::KeygenLeftover;
+    }
     let (stem, public) = if let Some(stem) = name.strip_suffix(PUBLIC_SUFFIX) {
         (stem, true)
     } else if let Some(stem) = name.strip_suffix(PRIVATE_SUFFIX) {
@@ -91,6 +107,10 @@ mod tests {
         ] {
             assert_eq!(classify_file_name(name), KeyFileName::Other, "{name}");
         }
+        assert_eq!(
+            classify_file_name(".appauth-keygen-Ab12.tmp"),
+            KeyFileName::KeygenLeftover
+        );
         assert!(matches!(
             classify_file_name("a b_public.pem"),
             KeyFileName::InvalidAppId(_)

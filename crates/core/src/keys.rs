@@ -185,10 +185,25 @@ fn pem_blocks(pem_bytes: &[u8]) -> Result<Vec<pem::Pem>, Error> {
     let blocks = pem::parse_many(pem_bytes).map_err(|e| Error::Pem {
         detail: e.to_string(),
     })?;
+    if let Some(tag) = unterminated_pem_block(pem_bytes) {
+        return Err(Error::TruncatedPem { tag });
+    }
     if blocks.is_empty() {
         return Err(Error::NoPemBlock);
     }
     Ok(blocks)
+}
+
+/// The label of the last PEM block that begins and is never ended, if any:
+/// the PEM parser skips such a block silently, which would report a file cut
+/// short as "no key" or as the wrong kind of key.
+pub(crate) fn unterminated_pem_block(pem_bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(pem_bytes);
+    let begin = text.rfind("-----BEGIN ")?;
+    let rest = &text[begin + "-----BEGIN ".len()..];
+    let tag = rest.split("-----").next()?.trim().to_owned();
+    let end = format!("-----END {tag}-----");
+    (!rest.contains(&end)).then_some(tag)
 }
 
 fn parse_block(
@@ -353,8 +368,11 @@ mod tests {
             parse_public_bundle(b"hello", 0, RS512),
             Err(Error::NoPemBlock)
         ));
-        let truncated = b"-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n";
-        assert!(parse_public_bundle(truncated, 0, RS512).is_err());
+        let cut = b"-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n";
+        assert!(matches!(
+            parse_public_bundle(cut, 0, RS512),
+            Err(Error::TruncatedPem { tag }) if tag == "PUBLIC KEY"
+        ));
     }
 
     #[test]

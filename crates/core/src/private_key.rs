@@ -67,6 +67,9 @@ impl PrivateKey {
         let blocks = pem::parse_many(pem_bytes).map_err(|e| Error::Pem {
             detail: e.to_string(),
         })?;
+        if let Some(tag) = crate::keys::unterminated_pem_block(pem_bytes) {
+            return Err(Error::TruncatedPem { tag });
+        }
         let block = blocks
             .iter()
             .find(|b| b.tag().contains("PRIVATE KEY"))

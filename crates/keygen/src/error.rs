@@ -32,10 +32,16 @@ pub enum Error {
 
     /// One half of a keypair exists and the other does not.
     #[error(
-        "app {app_id} has {} but not {}: restore the missing file, or pass --force to make a \
-         new keypair",
+        "app {app_id} has {} but not {}: {}",
         existing.display(),
-        missing.display()
+        missing.display(),
+        if *repairable {
+            "pass --repair to write the public key from the private key (a run was probably \
+             killed between the two writes)".to_owned()
+        } else {
+            format!("restore the private key, or make a new pair for this app alone with \
+                     `appauth-keygen new {app_id} --force`")
+        }
     )]
     HalfPair {
         /// The app.
@@ -44,6 +50,65 @@ pub enum Error {
         existing: PathBuf,
         /// The file that does not.
         missing: PathBuf,
+        /// Whether `--repair` can make the missing half (it can make a public
+        /// key from a private key, not the other way round).
+        repairable: bool,
+    },
+
+    /// Both files exist, but the bundle lacks the private key's public key:
+    /// the app's tokens would not verify.
+    #[error(
+        "app {app_id}: {} holds no key with kid {kid}, the key of {}; restore the matching \
+         pair, or make a new pair for this app alone with `appauth-keygen new {app_id} --force`",
+        public.display(),
+        private.display()
+    )]
+    PairMismatch {
+        /// The app.
+        app_id: String,
+        /// The private key file.
+        private: PathBuf,
+        /// The bundle.
+        public: PathBuf,
+        /// The private key's kid.
+        kid: String,
+    },
+
+    /// `rotate` would set the old private key aside where a different file is.
+    #[error(
+        "{} exists and is not the key with kid {kid}; move it away and run rotate again",
+        path.display()
+    )]
+    AsideTaken {
+        /// The file in the way.
+        path: PathBuf,
+        /// The kid of the key to set aside.
+        kid: String,
+    },
+
+    /// The per-app lock could not be taken.
+    #[error("cannot lock {}: {source}; check that the directory is writable", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Some apps of a run failed after others were made.
+    #[error(
+        "{} app(s) failed ({}); {} made: {}",
+        failures.len(),
+        failures.iter().map(|f| format!("{}: {}", f.app_id, f.error)).collect::<Vec<_>>().join("; "),
+        done.len(),
+        done.iter().map(|o| o.app_id.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    SomeFailed {
+        /// What was made.
+        done: Vec<crate::Outcome>,
+        /// What was not, and why.
+        failures: Vec<crate::AppFailure>,
     },
 
     /// A directory that cannot be created.
@@ -116,6 +181,21 @@ pub enum Error {
     LastKey {
         /// The bundle.
         path: PathBuf,
+    },
+
+    /// `retire` of the newest key when no private key says which is current.
+    #[error(
+        "kid {kid} is the newest key of the bundle, and no private key was found to tell \
+         otherwise (looked at {}); the newest key is the one `rotate` made last, so it is taken \
+         as the current one. Pass --private-dir (or --private-subdirs) to point at the private \
+         key, or --force if you are sure",
+        list(looked)
+    )]
+    RetiringNewestKey {
+        /// The kid.
+        kid: String,
+        /// Where the private key was looked for.
+        looked: Vec<PathBuf>,
     },
 
     /// `retire` of the key the app currently signs with.

@@ -9,7 +9,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::Error;
-use crate::write::{PRIVATE_MODE, PUBLIC_MODE, Replace, ensure_dir, write_atomic};
+use crate::lock::lock_apps;
+use crate::write::{
+    PRIVATE_MODE, PUBLIC_MODE, Replace, clean_leftovers, ensure_dir, ensure_work_dir, write_atomic,
+};
 
 /// Where keys go. Private and public keys may live apart: the server's
 /// deployment only ever sees the public directory.
@@ -61,8 +64,12 @@ impl KeyDirs {
 pub enum Existing {
     /// Refuse the whole run, writing nothing (the default).
     Refuse,
-    /// Leave those apps' keys alone and report them as skipped.
+    /// Leave apps with a sound pair alone and report them as skipped; a pair
+    /// that is half there or unusable fails the run.
     Skip,
+    /// As [`Existing::Skip`], and where a private key lost its public half
+    /// (a run killed between the two writes), write the public key from it.
+    Repair,
     /// Replace them with new keys.
     Replace,
 }
@@ -73,8 +80,10 @@ pub enum Existing {
 pub enum Status {
     /// A new keypair was written.
     Created,
-    /// Keys existed and were kept (`--if-missing`).
+    /// A sound pair existed and was kept (`--if-missing`).
     Skipped,
+    /// The public key was written again from the private key (`--repair`).
+    Repaired,
     /// Keys existed and were replaced (`--force`).
     Replaced,
     /// A new key was added to the bundle and the private key replaced.
@@ -104,13 +113,37 @@ pub struct Outcome {
     /// The kids left in the bundle after `rotate` or `retire`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bundle: Vec<Kid>,
+    /// Temporary files a killed run had left, removed by this one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cleaned_up: Vec<PathBuf>,
+    /// `rotate` finished a rotation an earlier, interrupted run had begun.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+}
+
+/// One app's failure in a run that went on for the others.
+#[derive(Debug, Serialize)]
+pub struct AppFailure {
+    /// The app.
+    pub app_id: AppId,
+    /// Why, as the operator reads it.
+    #[serde(serialize_with = "as_text")]
+    pub error: Error,
+}
+
+fn as_text<S: serde::Serializer>(e: &Error, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(e)
 }
 
 /// Makes a keypair for each app, in parallel across cores.
 ///
 /// Everything is checked before anything is written: with
-/// [`Existing::Refuse`], one existing file fails the whole run and no file is
-/// written.
+/// [`Existing::Refuse`], one existing file fails the whole run and no file
+/// (nor directory) is made; with [`Existing::Skip`], a broken pair fails the
+/// whole run. Runs on overlapping apps wait for each other (one lock per
+/// app), so parallel `--if-missing` runs make each key once and report it
+/// made or skipped. If writing fails for some apps after others were made,
+/// the error is [`Error::SomeFailed`] and carries both.
 pub fn generate(
     apps: &[AppId],
     bits: usize,
@@ -124,64 +157,142 @@ pub fn generate(
     if let Some(dup) = apps.iter().find(|a| !seen.insert(*a)) {
         return Err(Error::DuplicateAppId(dup.to_string()));
     }
+    // A refusal must leave no trace, not even a directory: look before
+    // making anything (and again under the locks, which need directories).
+    if existing == Existing::Refuse {
+        refuse_clobbering(apps, dirs)?;
+    }
     ensure_dir(&dirs.private, true)?;
     ensure_dir(&dirs.public, false)?;
     for app in apps {
         ensure_dir(&dirs.private_dir(app), true)?;
     }
+    let _locks = lock_apps(dirs, &apps.iter().collect::<Vec<_>>())?;
+    if existing == Existing::Refuse {
+        refuse_clobbering(apps, dirs)?;
+    }
 
     let mut todo = Vec::with_capacity(apps.len());
-    let mut skipped = Vec::new();
-    let mut clobbered = Vec::new();
+    let mut kept = Vec::new();
     for app in apps {
         let (private, public) = (dirs.private_path(app), dirs.public_path(app));
-        match (private.exists(), public.exists()) {
-            (false, false) => todo.push((app, Status::Created)),
-            (_, _) if existing == Existing::Replace => todo.push((app, Status::Replaced)),
-            (true, true) if existing == Existing::Skip => skipped.push(app),
-            (true, false) | (false, true) if existing == Existing::Skip => {
-                let (existing, missing) = if private.exists() {
-                    (private, public)
-                } else {
-                    (public, private)
-                };
+        let cleaned = clean_leftovers(&[&private, &public]);
+        let status = match (private.exists(), public.exists()) {
+            (false, false) => Status::Created,
+            _ if existing == Existing::Replace => Status::Replaced,
+            (true, true) => Status::Skipped,
+            (true, false) if existing == Existing::Repair => Status::Repaired,
+            (true, false) => {
                 return Err(Error::HalfPair {
                     app_id: app.to_string(),
-                    existing,
-                    missing,
+                    existing: private,
+                    missing: public,
+                    repairable: true,
                 });
             }
-            (p, q) => {
-                clobbered.extend(p.then_some(private));
-                clobbered.extend(q.then_some(public));
+            (false, true) => {
+                return Err(Error::HalfPair {
+                    app_id: app.to_string(),
+                    existing: public,
+                    missing: private,
+                    repairable: false,
+                });
             }
+        };
+        if status == Status::Skipped || status == Status::Repaired {
+            // Only a pair that works is "done": an empty or garbage private
+            // key, or a bundle without its public key, fails the run here.
+            let key = read_private(&private)?;
+            if status == Status::Skipped {
+                let kids = parse_bundle(&public, &read(&public)?)?;
+                if !kids.contains(key.kid()) {
+                    return Err(Error::PairMismatch {
+                        app_id: app.to_string(),
+                        private,
+                        public,
+                        kid: key.kid().to_string(),
+                    });
+                }
+            }
+            kept.push((app, status, key, cleaned));
+        } else {
+            todo.push((app, status, cleaned));
         }
     }
-    if !clobbered.is_empty() {
-        return Err(Error::AlreadyExists { paths: clobbered });
-    }
 
-    let created: Vec<Outcome> = todo
-        .par_iter()
-        .map(|&(app, status)| {
-            let key = PrivateKey::generate(bits).map_err(Error::Generate)?;
-            let replace = if status == Status::Replaced {
-                Replace::Atomically
-            } else {
-                Replace::Never
-            };
-            write_pair(app, &key, dirs, replace)?;
-            Ok(outcome(app, status, dirs, Some(&key)))
+    let results: Vec<(&AppId, Result<Outcome, Error>)> = todo
+        .into_par_iter()
+        .map(|(app, status, cleaned)| {
+            let made = (|| {
+                let key = PrivateKey::generate(bits).map_err(Error::Generate)?;
+                let replace = if status == Status::Replaced {
+                    Replace::Atomically
+                } else {
+                    Replace::Never
+                };
+                write_pair(app, &key, dirs, replace)?;
+                Ok(Outcome {
+                    cleaned_up: cleaned,
+                    ..outcome(app, status, dirs, Some(&key))
+                })
+            })();
+            (app, made)
         })
-        .collect::<Result<_, Error>>()?;
+        .collect();
 
-    let mut all = created;
-    all.extend(skipped.into_iter().map(|app| {
-        let key = read_private(&dirs.private_path(app)).ok();
-        outcome(app, Status::Skipped, dirs, key.as_ref())
-    }));
-    all.sort_by(|a, b| a.app_id.cmp(&b.app_id));
-    Ok(all)
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for (app, status, key, cleaned) in kept {
+        let result = if status == Status::Repaired {
+            let public = dirs.public_path(app);
+            key.public_key_pem()
+                .map_err(|source| Error::BadKeyFile {
+                    path: dirs.private_path(app),
+                    source,
+                })
+                .and_then(|pem| write_atomic(&public, pem.as_bytes(), PUBLIC_MODE, Replace::Never))
+        } else {
+            Ok(())
+        };
+        match result {
+            Ok(()) => done.push(Outcome {
+                cleaned_up: cleaned,
+                ..outcome(app, status, dirs, Some(&key))
+            }),
+            Err(error) => failures.push(AppFailure {
+                app_id: app.clone(),
+                error,
+            }),
+        }
+    }
+    for (app, result) in results {
+        match result {
+            Ok(o) => done.push(o),
+            Err(error) => failures.push(AppFailure {
+                app_id: app.clone(),
+                error,
+            }),
+        }
+    }
+    done.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+    if failures.is_empty() {
+        Ok(done)
+    } else {
+        Err(Error::SomeFailed { done, failures })
+    }
+}
+
+fn refuse_clobbering(apps: &[AppId], dirs: &KeyDirs) -> Result<(), Error> {
+    let clobbered: Vec<PathBuf> = apps
+        .iter()
+        .flat_map(|app| [dirs.private_path(app), dirs.public_path(app)])
+        .filter(|p| p.exists())
+        .collect();
+    if clobbered.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::AlreadyExists { paths: clobbered })
+    }
 }
 
 fn write_pair(
@@ -219,6 +330,8 @@ fn outcome(app: &AppId, status: Status, dirs: &KeyDirs, key: Option<&PrivateKey>
         bits: key.map(PrivateKey::bits),
         old_private_key: None,
         bundle: Vec::new(),
+        cleaned_up: Vec::new(),
+        resumed: false,
     }
 }
 
@@ -227,56 +340,98 @@ fn outcome(app: &AppId, status: Status, dirs: &KeyDirs, key: Option<&PrivateKey>
 /// private key is kept aside as `<appId>_private.<old kid>.pem.old`.
 ///
 /// The steps run in an order where every intermediate state still verifies
-/// the app's tokens: bundle first, then the private key.
+/// the app's tokens, and a killed run can be finished by running it again:
+/// the new private key is staged in the work directory first, then the old
+/// one is set aside, then the bundle gains the new public key, then the
+/// staged key is renamed into place. A re-run that finds a staged key whose
+/// public key the bundle already holds completes that rotation instead of
+/// starting another.
 pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error> {
+    must_exist(&dirs.public_path(app))?;
+    let _lock = lock_apps(dirs, &[app])?;
     let private = dirs.private_path(app);
     let public = dirs.public_path(app);
+    let staged = ensure_work_dir(&dirs.private_dir(app))?
+        .join(format!("{}.next", private_key_file_name(app)));
+    let cleaned = clean_leftovers(&[&private, &public, &staged]);
     let old_key = read_private(&private)?;
     let bundle_text = read(&public)?;
     let bundle = parse_bundle(&public, &bundle_text)?;
 
-    let new_key = PrivateKey::generate(bits).map_err(Error::Generate)?;
-    let bad = |source| Error::BadKeyFile {
-        path: private.clone(),
-        source,
+    let bad = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::BadKeyFile { path, source }
     };
-    let new_public = new_key.public_key_pem().map_err(bad)?;
-    let new_private = new_key.to_pkcs8_pem().map_err(bad)?;
+    let resumable = match read_private(&staged) {
+        Ok(key) if bundle.contains(key.kid()) => Some(key),
+        // Staged but never published: the run died before the bundle
+        // changed, so nothing depends on that key.
+        _ => None,
+    };
+    let resumed = resumable.is_some();
+    let new_key = match resumable {
+        Some(key) => key,
+        None => {
+            let key = PrivateKey::generate(bits).map_err(Error::Generate)?;
+            let pem = key.to_pkcs8_pem().map_err(bad(&staged))?;
+            write_atomic(&staged, pem.as_bytes(), PRIVATE_MODE, Replace::Atomically)?;
+            key
+        }
+    };
 
     let aside = dirs
         .private_dir(app)
         .join(format!("{app}_private.{}.pem.old", old_key.kid()));
-    let old_private_bytes = read(&private)?;
-    write_atomic(&aside, &old_private_bytes, PRIVATE_MODE, Replace::Never)?;
-
-    let mut joined = bundle_text;
-    if !joined.ends_with(b"\n") {
-        joined.push(b'\n');
+    match read_private(&aside) {
+        // A killed run set it aside already.
+        Ok(kept) if kept.kid() == old_key.kid() => {}
+        _ if aside.exists() => {
+            return Err(Error::AsideTaken {
+                path: aside,
+                kid: old_key.kid().to_string(),
+            });
+        }
+        _ => write_atomic(&aside, &read(&private)?, PRIVATE_MODE, Replace::Never)?,
     }
-    joined.extend_from_slice(new_public.as_bytes());
-    write_atomic(&public, &joined, PUBLIC_MODE, Replace::Atomically)?;
-    write_atomic(
-        &private,
-        new_private.as_bytes(),
-        PRIVATE_MODE,
-        Replace::Atomically,
-    )?;
 
-    let mut kids: Vec<Kid> = bundle.into_iter().collect();
-    kids.push(new_key.kid().clone());
+    let mut kids = bundle;
+    if !resumed {
+        let new_public = new_key.public_key_pem().map_err(bad(&private))?;
+        let mut joined = bundle_text;
+        if !joined.ends_with(b"\n") {
+            joined.push(b'\n');
+        }
+        joined.extend_from_slice(new_public.as_bytes());
+        write_atomic(&public, &joined, PUBLIC_MODE, Replace::Atomically)?;
+        kids.push(new_key.kid().clone());
+    }
+    fs::rename(&staged, &private).map_err(|source| Error::Write {
+        path: private.clone(),
+        source,
+    })?;
+    if let Ok(d) = fs::File::open(dirs.private_dir(app)) {
+        let _ = d.sync_all();
+    }
+
     Ok(Outcome {
         old_private_key: Some(aside),
         bundle: kids,
+        cleaned_up: cleaned,
+        resumed,
         ..outcome(app, Status::Rotated, dirs, Some(&new_key))
     })
 }
 
 /// Removes the key `kid` from `app`'s bundle. Refuses to remove the last key,
-/// and (unless `force`) the key of the app's current private key when that
-/// file is at hand.
+/// and (unless `force`) the app's current key: the one of its private key
+/// when that file is at hand (also in a per-app subdirectory), or else the
+/// newest key of the bundle, which `rotate` always appends.
 pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Outcome, Error> {
     let kid = Kid::parse(kid).ok_or_else(|| Error::MalformedKid(kid.chars().take(60).collect()))?;
+    must_exist(&dirs.public_path(app))?;
+    let _lock = lock_apps(dirs, &[app])?;
     let public = dirs.public_path(app);
+    let cleaned = clean_leftovers(&[&public]);
     let text = read(&public)?;
     let now = appauth_core::Clock::now(&appauth_core::SystemClock);
     let blocks =
@@ -287,6 +442,7 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
     let mut kept = Vec::new();
     let mut kept_kids = Vec::new();
     let mut found = false;
+    let newest = blocks.last().map(|(key, _)| key.kid().clone());
     for (key, one) in blocks {
         if *key.kid() == kid {
             found = true;
@@ -306,14 +462,26 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
         return Err(Error::LastKey { path: public });
     }
     let private = dirs.private_path(app);
-    if !force
-        && let Ok(current) = read_private(&private)
-        && *current.kid() == kid
-    {
-        return Err(Error::RetiringCurrentKey {
-            kid: kid.to_string(),
-            private,
-        });
+    if !force {
+        let places = private_key_places(app, dirs);
+        match places.iter().find(|p| p.exists()) {
+            Some(found) => {
+                let current = read_private(found)?;
+                if *current.kid() == kid {
+                    return Err(Error::RetiringCurrentKey {
+                        kid: kid.to_string(),
+                        private: found.clone(),
+                    });
+                }
+            }
+            None if newest.as_ref() == Some(&kid) => {
+                return Err(Error::RetiringNewestKey {
+                    kid: kid.to_string(),
+                    looked: places,
+                });
+            }
+            None => {}
+        }
     }
     write_atomic(
         &public,
@@ -330,7 +498,31 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
         bits: None,
         old_private_key: None,
         bundle: kept_kids,
+        cleaned_up: cleaned,
+        resumed: false,
     })
+}
+
+/// Fails as a read would, before a refused run makes a lock file.
+fn must_exist(path: &Path) -> Result<(), Error> {
+    fs::metadata(path).map(drop).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Where `app`'s private key may be: as `dirs` says, and (when they do not
+/// say per-app subdirectories) in the subdirectory `--private-subdirs` makes.
+fn private_key_places(app: &AppId, dirs: &KeyDirs) -> Vec<PathBuf> {
+    let mut places = vec![dirs.private_path(app)];
+    if !dirs.private_per_app {
+        places.push(
+            dirs.private
+                .join(app.as_str())
+                .join(private_key_file_name(app)),
+        );
+    }
+    places
 }
 
 /// A key file is at most this long (the server refuses longer bundles too):

@@ -21,9 +21,12 @@
 mod error;
 mod inspect;
 mod keygen;
+mod lock;
 mod write;
 
 pub use error::Error;
 pub use inspect::{Inspection, KeyInfo, inspect, jwks_of_dir, jwks_of_files};
-pub use keygen::{Existing, KeyDirs, Outcome, Status, generate, random_app_id, retire, rotate};
+pub use keygen::{
+    AppFailure, Existing, KeyDirs, Outcome, Status, generate, random_app_id, retire, rotate,
+};
 pub use write::{PRIVATE_MODE, PUBLIC_MODE, Replace, write_atomic};

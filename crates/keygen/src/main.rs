@@ -33,12 +33,16 @@ enum Command {
         /// RSA modulus size.
         #[arg(long, default_value_t = 2048, value_parser = bits_parser())]
         bits: usize,
-        /// Skip apps that already have both key files (exit 0): for re-runnable builds.
+        /// Skip apps whose pair is already sound (exit 0): for re-runnable builds. A broken pair fails.
         #[arg(long, conflicts_with = "force")]
         if_missing: bool,
         /// Replace existing keys. The old keys are lost.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "repair")]
         force: bool,
+        /// As --if-missing, and where a private key has no public key (a run
+        /// killed between the two writes), write the public key from it.
+        #[arg(long)]
+        repair: bool,
     },
     /// Add a new key to an app's bundle and replace its private key; the old one is kept aside.
     Rotate {
@@ -121,9 +125,23 @@ fn bits_parser() -> impl clap::builder::TypedValueParser<Value = usize> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A pipeline reading --json learns what was made even when the
+            // run as a whole failed.
+            if json {
+                let doc = match &e {
+                    appauth_keygen::Error::SomeFailed { done, failures } => {
+                        serde_json::json!({ "results": done, "errors": failures })
+                    }
+                    other => serde_json::json!({ "results": [], "error": other.to_string() }),
+                };
+                println!("{doc}");
+            } else if let appauth_keygen::Error::SomeFailed { done, .. } = &e {
+                print_outcomes(done, false);
+            }
             eprintln!("appauth-keygen: error: {e}");
             ExitCode::FAILURE
         }
@@ -140,14 +158,16 @@ fn run(cli: Cli) -> Result<(), appauth_keygen::Error> {
             bits,
             if_missing,
             force,
+            repair,
         } => {
             let apps = match generate_id {
                 Some(n) => (0..n).map(|_| appauth_keygen::random_app_id()).collect(),
                 None => parse_apps(&app_ids)?,
             };
-            let existing = match (if_missing, force) {
-                (true, _) => Existing::Skip,
-                (_, true) => Existing::Replace,
+            let existing = match (repair, if_missing, force) {
+                (true, _, _) => Existing::Repair,
+                (_, true, _) => Existing::Skip,
+                (_, _, true) => Existing::Replace,
                 _ => Existing::Refuse,
             };
             let out = appauth_keygen::generate(&apps, bits, &dirs.resolve(), existing)?;
@@ -228,6 +248,15 @@ fn print_outcomes(out: &[Outcome], json: bool) {
             private = o.private_key.display(),
             public = o.public_key.display()
         );
+        if o.resumed {
+            println!("         finished the rotation an interrupted run had begun");
+        }
+        for path in &o.cleaned_up {
+            eprintln!(
+                "appauth-keygen: removed {}, left by an interrupted run",
+                path.display()
+            );
+        }
         if let Some(old) = &o.old_private_key {
             println!("         previous private key kept at {}", old.display());
         }

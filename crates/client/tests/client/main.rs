@@ -725,6 +725,63 @@ async fn busy_servers_and_dropped_connections_are_retried_when_safe() {
     assert_eq!(count.load(Ordering::SeqCst), 3);
 }
 
+/// A keep-alive connection that the server closes as the next request
+/// arrives (an idle timeout racing the client): a GET on it is retried on a
+/// new connection, not failed.
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_retried_for_a_get() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (c, a) = (connections.clone(), answered.clone());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                // First request: answered, connection kept open.
+                if sock.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                a.fetch_add(1, Ordering::SeqCst);
+                let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                let _ = sock.write_all(ok.as_bytes()).await;
+                // Second request on the same connection: read, then dropped
+                // without a word.
+                let _ = sock.read(&mut buf).await;
+            });
+        }
+    });
+    let client = quick_client();
+    for _ in 0..2 {
+        let resp = client.get(format!("{url}/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the second call reused the pooled connection, then a new one"
+    );
+
+    // The same server with retries off: the second call fails, so the
+    // retry above is ours, not the HTTP stack's.
+    let once = AppAuthClient::builder(node_signer(Arc::new(ManualClock::new(NOW))))
+        .retry(appauth_client::RetryPolicy {
+            attempts: 1,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let first = once.get(format!("{url}/x")).send().await.unwrap();
+    first.bytes().await.unwrap();
+    assert!(once.get(format!("{url}/x")).send().await.is_err());
+}
+
 #[tokio::test]
 async fn a_server_that_keeps_refusing_costs_one_fresh_signature_not_one_per_call() {
     let (url, _) = scripted_server(|_| reply("401 Unauthorized", "")).await;
