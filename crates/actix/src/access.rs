@@ -81,6 +81,11 @@ pub struct AccessControl {
     revocations: ArcSwap<RevocationList>,
     policy: ArcSwapOption<Policy>,
     seen: Mutex<Seen>,
+    /// Of each rate, what this replica's own limiters enforce (1 without
+    /// Redis; the fallback share with it).
+    local_share: f64,
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<crate::shared::Shared>>,
 }
 
 #[derive(Default)]
@@ -141,6 +146,16 @@ impl AccessControl {
         policy_path: Option<PathBuf>,
         revocations_path: PathBuf,
     ) -> Result<(Self, Vec<ConfigEvent>), Vec<ConfigFileError>> {
+        Self::load_with_local_share(policy_path, revocations_path, 1.0)
+    }
+
+    /// As [`AccessControl::load`], with this replica's own rate limiters set
+    /// to `local_share` of each rate (see [`Policy::parse_with_local_share`]).
+    pub fn load_with_local_share(
+        policy_path: Option<PathBuf>,
+        revocations_path: PathBuf,
+        local_share: f64,
+    ) -> Result<(Self, Vec<ConfigEvent>), Vec<ConfigFileError>> {
         let mut errors = Vec::new();
         let mut events = Vec::new();
         let in_force = |file, version: String, rules| ConfigEvent::InForce {
@@ -187,7 +202,11 @@ impl AccessControl {
             Some(path) => match read_text(path) {
                 Ok((text, fp)) => {
                     seen.policy = Some(fp);
-                    match Policy::parse(&path.display().to_string(), &text) {
+                    match Policy::parse_with_local_share(
+                        &path.display().to_string(),
+                        &text,
+                        local_share,
+                    ) {
                         Ok(p) => {
                             events.push(in_force("policy", content_version(text.as_bytes()), None));
                             Some(Arc::new(p))
@@ -216,6 +235,9 @@ impl AccessControl {
             revocations: ArcSwap::from_pointee(revocations),
             policy: ArcSwapOption::new(policy),
             seen: Mutex::new(seen),
+            local_share,
+            #[cfg(feature = "redis")]
+            shared: None,
         };
         Ok((access, events))
     }
@@ -295,7 +317,11 @@ impl AccessControl {
             Ok(None) => None,
             Ok(Some((text, fp))) => {
                 seen.policy = Some(fp);
-                match Policy::parse(&path.display().to_string(), &text) {
+                match Policy::parse_with_local_share(
+                    &path.display().to_string(),
+                    &text,
+                    self.local_share,
+                ) {
                     Ok(policy) => {
                         tracing::info!(file = %path.display(), "policy reloaded");
                         self.policy.store(Some(Arc::new(policy)));
@@ -322,21 +348,62 @@ impl AccessControl {
         }
     }
 
+    /// Adds the state shared with other replicas: its revocations apply with
+    /// the file's, and its global limits replace the local ones while Redis
+    /// answers.
+    #[cfg(feature = "redis")]
+    pub fn with_shared(mut self, shared: Arc<crate::shared::Shared>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     /// Steps 8-10 for a verified caller: a domain decision, which
     /// [`crate::AuthError::denied`] turns into a response.
     pub fn check(&self, caller: &Verified, method: &str, path: &str) -> Result<(), Denial> {
         if let Some(rule) = self.revocations.load().check(caller) {
             return Err(Denial::Revoked(rule));
         }
+        #[cfg(feature = "redis")]
+        if let Some(rule) = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.revocations.list().check(caller))
+        {
+            return Err(Denial::Revoked(rule));
+        }
         let policy = self.policy.load();
         let Some(policy) = policy.as_ref() else {
             return Ok(());
         };
-        match policy.decide(&caller.app_id, method, path) {
-            Decision::Allow => Ok(()),
-            Decision::NotAllowed => Err(Denial::RouteNotAllowed),
-            Decision::NotCanonical => Err(Denial::PathNotCanonical),
-            Decision::RateLimited(wait) => Err(Denial::RateLimited(wait)),
+        let rate = match policy.route(&caller.app_id, method, path) {
+            Ok(rate) => rate,
+            Err(Decision::NotAllowed) => return Err(Denial::RouteNotAllowed),
+            Err(Decision::NotCanonical) => return Err(Denial::PathNotCanonical),
+            Err(Decision::RateLimited(wait)) => return Err(Denial::RateLimited(wait)),
+            Err(Decision::Allow) => return Ok(()),
+        };
+        let Some(_rate) = rate else {
+            return Ok(());
+        };
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            use crate::shared::{Fallback, Verdict};
+            match shared.check_rate(&caller.app_id, _rate) {
+                Verdict::Allow => return Ok(()),
+                Verdict::Deny(wait) => return Err(Denial::RateLimited(wait)),
+                Verdict::Fallback => match shared.fallback() {
+                    Fallback::Open => return Ok(()),
+                    Fallback::Closed => {
+                        return Err(Denial::RateLimited(std::time::Duration::from_secs(1)));
+                    }
+                    // The local limiters were built with the share.
+                    Fallback::Share(_) => {}
+                },
+            }
+        }
+        match policy.local_limit(&caller.app_id) {
+            Some(wait) => Err(Denial::RateLimited(wait)),
+            None => Ok(()),
         }
     }
 

@@ -41,6 +41,11 @@ pub enum BuildError {
     /// The thread that loads the keys in the background could not start.
     #[error("cannot start the key-loading thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The Redis link could not be set up (a bad URL; an unreachable server
+    /// is not an error, the gate starts in fallback mode).
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Redis(#[from] crate::shared::SharedError),
     /// The file watcher could not start.
     #[error("cannot watch {}: {source}", dir.display())]
     Watch {
@@ -76,6 +81,8 @@ pub struct Builder {
     extra: Vec<Arc<dyn Reloadable>>,
     clock: Arc<dyn Clock>,
     metrics: Option<Arc<Metrics>>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::shared::RedisConfig>,
 }
 
 impl AppAuth {
@@ -114,6 +121,8 @@ impl AppAuth {
             extra: Vec::new(),
             clock: Arc::new(SystemClock),
             metrics: None,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -202,6 +211,14 @@ impl Builder {
         self
     }
 
+    /// Shares rate limits and revocations with the other replicas through
+    /// Redis (docs/spec.md §11). Without it, everything stays in process.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, config: crate::shared::RedisConfig) -> Self {
+        self.redis = Some(config);
+        self
+    }
+
     /// Uses another clock (tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -254,9 +271,24 @@ impl Builder {
             self.clock.clone(),
         ));
         let revocations = self.revocations.clone().unwrap_or_default();
+        #[cfg(feature = "redis")]
+        let local_share = match self.redis.as_ref().map(|r| r.fallback) {
+            Some(crate::shared::Fallback::Share(f)) => f,
+            _ => 1.0,
+        };
+        #[cfg(not(feature = "redis"))]
+        let local_share = 1.0;
         let (access, events) =
-            AccessControl::load(self.policy.clone(), revocations).map_err(BuildError::Config)?;
+            AccessControl::load_with_local_share(self.policy.clone(), revocations, local_share)
+                .map_err(BuildError::Config)?;
         metrics.count_config(&events);
+        #[cfg(feature = "redis")]
+        let access = match self.redis.take() {
+            Some(config) => {
+                access.with_shared(crate::shared::Shared::start(config, metrics.clone())?)
+            }
+            None => access,
+        };
         let access = Arc::new(access);
         // Watch before the first scan, so nothing written during it is missed.
         let reloader = Arc::new(Reloader {

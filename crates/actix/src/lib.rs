@@ -52,6 +52,8 @@ pub mod policy;
 mod refusal_log;
 mod reload;
 pub mod revocation;
+#[cfg(feature = "redis")]
+pub mod shared;
 mod store;
 mod watcher;
 
@@ -61,7 +63,7 @@ pub use access::{
 pub use builder::{BuildError, Builder, DEFAULT_TOKEN_CACHE_MB};
 pub use cache::TokenCache;
 pub use error::AuthError;
-pub use metrics::{KeyLabels, Metrics, OutcomeLabels};
+pub use metrics::{KeyLabels, Metrics, ModeLabels, OutcomeLabels};
 pub use middleware::{AppAuth, Caller, KeySource, extract_token};
 pub use reload::Reloadable;
 pub use store::{KeyStore, MAX_KEY_FILE_BYTES, ReloadReport};

@@ -42,6 +42,14 @@ pub struct FileLabels {
     pub file: &'static str,
 }
 
+/// Labels of `appauth_shared_state_mode`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    /// `global` (rate limits held in Redis) or `fallback` (Redis unreachable:
+    /// the local fallback decides).
+    pub mode: &'static str,
+}
+
 /// Every metric the gate exports, under the `appauth_` prefix.
 #[derive(Debug)]
 pub struct Metrics {
@@ -84,6 +92,12 @@ pub struct Metrics {
     config_info: Family<ConfigLabels, Gauge>,
     config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
     config_reload_errors: Family<FileLabels, Counter>,
+    /// With Redis: 1 for the mode this replica is in, 0 for the other.
+    pub shared_state_mode: Family<ModeLabels, Gauge>,
+    /// With Redis: rate-limit budget requests sent to Redis.
+    pub shared_rate_refills: Counter,
+    /// With Redis: revocation rules received from Redis and in force.
+    pub shared_revocation_rules: Gauge,
 }
 
 impl Default for Metrics {
@@ -201,6 +215,25 @@ impl Metrics {
                 .get_or_create(&FileLabels { file })
                 .inc_by(0);
         }
+        let shared_state_mode = Family::<ModeLabels, Gauge>::default();
+        registry.register(
+            "shared_state_mode",
+            "With --redis-url: 1 for the mode in force (global: limits held in Redis; fallback: \
+             Redis unreachable, the local fallback decides)",
+            shared_state_mode.clone(),
+        );
+        let shared_rate_refills = Counter::default();
+        registry.register(
+            "shared_rate_refills",
+            "With --redis-url: rate-limit budget shares requested from Redis",
+            shared_rate_refills.clone(),
+        );
+        let shared_revocation_rules = Gauge::default();
+        registry.register(
+            "shared_revocation_rules",
+            "With --redis-url: revocation rules from Redis in force",
+            shared_revocation_rules.clone(),
+        );
         registry.register_collector(Box::new(RsaVerifications));
         Self {
             registry: None,
@@ -223,6 +256,9 @@ impl Metrics {
             config_info,
             config_versions: parking_lot::Mutex::new(Vec::new()),
             config_reload_errors,
+            shared_state_mode,
+            shared_rate_refills,
+            shared_revocation_rules,
         }
     }
 

@@ -164,6 +164,34 @@ impl Rate {
         Ok(Self { count, per_minute })
     }
 
+    /// The burst: a full bucket holds `count` requests.
+    pub fn burst(self) -> u32 {
+        self.count.get()
+    }
+
+    /// The time between two requests at the steady rate.
+    pub fn emission_interval(self) -> Duration {
+        let period = if self.per_minute { 60 } else { 1 };
+        Duration::from_secs(period) / self.count.get()
+    }
+
+    /// Requests per second at the steady rate.
+    pub fn per_second(self) -> f64 {
+        f64::from(self.count.get()) / if self.per_minute { 60.0 } else { 1.0 }
+    }
+
+    /// This rate times `share` (at least 1 request per period), for a
+    /// replica that enforces its share of a global limit on its own.
+    pub fn scaled(self, share: f64) -> Self {
+        let n = (f64::from(self.count.get()) * share)
+            .ceil()
+            .clamp(1.0, f64::from(u32::MAX));
+        Self {
+            count: NonZeroU32::new(n as u32).unwrap_or(NonZeroU32::MIN),
+            per_minute: self.per_minute,
+        }
+    }
+
     fn quota(self) -> Quota {
         if self.per_minute {
             Quota::per_minute(self.count)
@@ -218,6 +246,17 @@ impl Policy {
     /// bad pattern, rate and appId is reported, not only the first (a TOML
     /// syntax error stops the reading, so it comes alone).
     pub fn parse(file: &str, text: &str) -> Result<Self, Vec<ConfigError>> {
+        Self::parse_with_local_share(file, text, 1.0)
+    }
+
+    /// As [`Policy::parse`], with this replica's own limiters set to `share`
+    /// of each rate: what a replica enforces alone when the global limit it
+    /// shares with others cannot be reached.
+    pub fn parse_with_local_share(
+        file: &str,
+        text: &str,
+        share: f64,
+    ) -> Result<Self, Vec<ConfigError>> {
         let at = |span: Option<Range<usize>>, message: String| {
             let (line, column) = line_col(text, span.map_or(0, |s| s.start));
             ConfigError {
@@ -271,10 +310,12 @@ impl Policy {
             .iter()
             .filter_map(|(app, r)| {
                 r.rate
-                    .map(|rate| (app.clone(), RateLimiter::direct(rate.quota())))
+                    .map(|rate| (app.clone(), RateLimiter::direct(rate.scaled(share).quota())))
             })
             .collect();
-        let default_limiter = default.rate.map(|r| RateLimiter::keyed(r.quota()));
+        let default_limiter = default
+            .rate
+            .map(|r| RateLimiter::keyed(r.scaled(share).quota()));
         Ok(Self {
             default,
             apps,
@@ -286,16 +327,39 @@ impl Policy {
     /// Decides a request by `app` for `method path`. Call only after the
     /// token verified: a refused caller must not spend anyone's budget.
     pub fn decide(&self, app: &AppId, method: &str, path: &str) -> Decision {
+        match self.route(app, method, path) {
+            Err(refused) => refused,
+            Ok(None) => Decision::Allow,
+            Ok(Some(_)) => match self.local_limit(app) {
+                Some(wait) => Decision::RateLimited(wait),
+                None => Decision::Allow,
+            },
+        }
+    }
+
+    /// The route half of [`Policy::decide`]: `Ok` with the app's rate (if it
+    /// has one) when the route is allowed, spending no budget.
+    pub fn route(&self, app: &AppId, method: &str, path: &str) -> Result<Option<Rate>, Decision> {
         let Some(segments) = canonical_segments(path) else {
-            return Decision::NotCanonical;
+            return Err(Decision::NotCanonical);
         };
         let own = self.apps.get(app);
         let allow = own
             .and_then(|r| r.allow.as_ref())
             .or(self.default.allow.as_ref());
         if !allow.is_some_and(|list| list.iter().any(|p| p.matches(method, &segments))) {
-            return Decision::NotAllowed;
+            return Err(Decision::NotAllowed);
         }
+        Ok(match own {
+            Some(Rules { rate: Some(r), .. }) => Some(*r),
+            _ => self.default.rate,
+        })
+    }
+
+    /// The rate half: spends one request of `app`'s local budget, or says
+    /// how long until one is free.
+    pub fn local_limit(&self, app: &AppId) -> Option<Duration> {
+        let own = self.apps.get(app);
         let limited = match self.own_limiters.get(app) {
             Some(limiter) => limiter.check().err(),
             None if own.is_some_and(|r| r.rate.is_some()) => None,
@@ -304,13 +368,10 @@ impl Policy {
                 .as_ref()
                 .and_then(|l| l.check_key(app).err()),
         };
-        match limited {
-            Some(not_until) => {
-                let clock = governor::clock::DefaultClock::default();
-                Decision::RateLimited(not_until.wait_time_from(governor::clock::Clock::now(&clock)))
-            }
-            None => Decision::Allow,
-        }
+        limited.map(|not_until| {
+            let clock = governor::clock::DefaultClock::default();
+            not_until.wait_time_from(governor::clock::Clock::now(&clock))
+        })
     }
 
     /// Forgets idle per-app buckets (they refill to full anyway).

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use appauth_actix::shared::{
+    self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, Fallback, RedisConfig,
+};
 use appauth_actix::{DEFAULT_RESCAN_INTERVAL, DEFAULT_TOKEN_CACHE_MB, WatchConfig};
 use appauth_core::{Algorithm, VerifyConfig};
 use appauth_core::{DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME};
@@ -13,11 +16,13 @@ use clap::builder::BoolishValueParser;
 
 /// The appauth API server: verifies appauth tokens against a watched keys directory.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, subcommand_negates_reqs = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Directory of <appId>_public.pem files, watched for changes.
-    #[arg(long, env = "APPAUTH_KEYS_DIR")]
-    keys_dir: PathBuf,
+    #[arg(long, env = "APPAUTH_KEYS_DIR", required = true)]
+    keys_dir: Option<PathBuf>,
     /// Address to listen on (port 0: any free port, logged at start-up).
     #[arg(long, env = "APPAUTH_BIND", default_value = "127.0.0.1:8080")]
     bind: String,
@@ -84,15 +89,90 @@ struct Args {
     /// Publish each app's public keys as a JWK Set at /.well-known/appauth/{appId}/jwks.json (open).
     #[arg(long, env = "APPAUTH_SERVE_JWKS", value_parser = BoolishValueParser::new())]
     serve_jwks: bool,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Without Redis, rate limits: share (this replica enforces the whole
+    /// rate), share:<fraction> (e.g. share:0.34 for 3 replicas), open or closed.
+    #[arg(long, env = "APPAUTH_REDIS_FALLBACK", default_value = "share", requires = "redis_url",
+          value_parser = |s: &str| Fallback::parse(s))]
+    redis_fallback: Fallback,
+    /// Milliseconds one Redis command may take before the replica falls back.
+    #[arg(long, env = "APPAUTH_REDIS_TIMEOUT_MS",
+          default_value_t = DEFAULT_REDIS_TIMEOUT.as_millis() as u64)]
+    redis_timeout_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct RedisArgs {
+    /// Share rate limits and revocations with the other replicas through
+    /// this Redis (redis://host:port/db). Unset: everything stays in process.
+    #[arg(long, env = "APPAUTH_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of appauth's keys in Redis, so deployments can share one.
+    #[arg(long, env = "APPAUTH_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
+    redis_prefix: String,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Revoke through Redis: every replica started with the same --redis-url
+    /// applies the rule within a second.
+    Revoke {
+        /// One rule in the revocation file's format: 'jti <id>',
+        /// 'kid <thumbprint>', 'app <appId> before <RFC 3339 time>', 'app <appId>'.
+        #[arg(required_unless_present = "list", conflicts_with = "list")]
+        rule: Option<String>,
+        /// Print the rules stored in Redis instead.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+fn revoke(rule: Option<String>, list: bool, redis: RedisArgs) -> ExitCode {
+    let Some(url) = redis.redis_url else {
+        eprintln!("appauth-server revoke: error: --redis-url (or APPAUTH_REDIS_URL) is required");
+        return ExitCode::from(2);
+    };
+    let prefix = &redis.redis_prefix;
+    let result = match (rule, list) {
+        (_, true) => shared::list_revocations(&url, prefix).map(|lines| {
+            for line in &lines {
+                println!("{line}");
+            }
+            eprintln!("{} rule(s) in Redis", lines.len());
+        }),
+        (Some(rule), false) => shared::store_revocation(&url, prefix, &rule).map(|listening| {
+            eprintln!(
+                "stored; {listening} replica(s) notified now, the others load it when they (re)connect"
+            );
+        }),
+        (None, false) => unreachable!("clap requires a rule or --list"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("appauth-server revoke: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Revoke { rule, list, redis }) = args.command {
+        return revoke(rule, list, redis);
+    }
+    let Some(keys_dir) = args.keys_dir else {
+        eprintln!("appauth-server: error: --keys-dir (or APPAUTH_KEYS_DIR) is required");
+        return ExitCode::from(2);
+    };
     if !args.check_config {
         appauth_server::init_logging(args.log_json);
     }
     let config = ServerConfig {
-        keys_dir: args.keys_dir,
+        keys_dir,
         bind: args.bind,
         verify: VerifyConfig {
             algorithms: args.algorithms,
@@ -117,6 +197,12 @@ fn main() -> ExitCode {
         log_json: args.log_json,
         access_log: args.access_log,
         serve_jwks: args.serve_jwks,
+        redis: args.redis.redis_url.map(|url| RedisConfig {
+            url,
+            prefix: args.redis.redis_prefix,
+            fallback: args.redis_fallback,
+            timeout: Duration::from_millis(args.redis_timeout_ms),
+        }),
     };
     if args.check_config {
         return match appauth_server::check_config(&config) {

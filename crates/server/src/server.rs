@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Publish each app's keys at `/.well-known/appauth/{app}/jwks.json`.
     pub serve_jwks: bool,
+    /// Share rate limits and revocations with other replicas through Redis.
+    pub redis: Option<appauth_actix::shared::RedisConfig>,
 }
 
 /// Why the server could not start.
@@ -140,6 +142,9 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         .load_in_background(true);
     if let Some(policy) = &config.policy {
         builder = builder.policy(policy);
+    }
+    if let Some(redis) = &config.redis {
+        builder = builder.redis(redis.clone());
     }
     if let Some(revocations) = &config.revocations {
         builder = builder.revocations(revocations);

@@ -9,6 +9,7 @@ mod gateway;
 mod gateways;
 mod interop;
 mod limits;
+mod replicas;
 mod rotation;
 mod shapes;
 mod soak;

@@ -1,0 +1,369 @@
+//! State shared by every replica through Redis (docs/spec.md §11): one
+//! global rate limit per app, and revocations that reach every replica
+//! within a second.
+//!
+//! Nothing here puts Redis on the request path. A replica draws a small
+//! share of an app's budget at a time and refills it in the background
+//! ([`limiter`]); revocations arrive by pub/sub into a list the request path
+//! reads like the file's ([`revocations`]). When Redis cannot be reached the
+//! replica says so (log line and `appauth_shared_state_mode`), decides by its
+//! [`Fallback`], keeps every revocation it knows, and goes back to global
+//! limits on its own once Redis answers again.
+
+mod limiter;
+mod revocations;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::metrics::{Metrics, ModeLabels};
+
+pub use limiter::{LUA_TAKE, Verdict};
+pub use revocations::{list_revocations, store_revocation};
+
+/// Default key prefix in Redis: `<prefix>:rate:<appId>`, `<prefix>:revocations`.
+pub const DEFAULT_REDIS_PREFIX: &str = "appauth";
+/// Default bound on one Redis command; a slower answer counts as an outage.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// What a replica's rate limits do while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fallback {
+    /// Each replica enforces this fraction of each app's rate on its own
+    /// (`1/replicas` keeps the total near the global limit).
+    Share(f64),
+    /// Every request within the route policy passes; no rate is enforced.
+    Open,
+    /// Every rate-limited request is refused with 429 until Redis is back.
+    Closed,
+}
+
+impl Fallback {
+    /// Parses `share`, `share:<fraction>`, `open` or `closed`; a bare `share`
+    /// is the whole rate on each replica, as without Redis.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let expected = "expected share, share:<fraction in (0, 1]>, open or closed";
+        match s.trim() {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            "share" => Ok(Self::Share(1.0)),
+            other => {
+                let f = other
+                    .strip_prefix("share:")
+                    .and_then(|f| f.trim().parse::<f64>().ok())
+                    .filter(|f| *f > 0.0 && *f <= 1.0)
+                    .ok_or_else(|| format!("\"{s}\": {expected}"))?;
+                Ok(Self::Share(f))
+            }
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Self::Share(f) => format!("each replica enforces {f} of each rate on its own"),
+            Self::Open => "rate limits are not enforced".into(),
+            Self::Closed => "rate-limited apps are refused (429)".into(),
+        }
+    }
+}
+
+/// How to reach Redis and what to do without it.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (or `rediss://` for TLS).
+    pub url: String,
+    /// Key prefix, so several deployments can share one Redis.
+    pub prefix: String,
+    /// What rate limits do while Redis is unreachable.
+    pub fallback: Fallback,
+    /// Bound on one command.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// `url` with the defaults: prefix [`DEFAULT_REDIS_PREFIX`], fallback
+    /// `share` (the whole rate, per replica), timeout [`DEFAULT_REDIS_TIMEOUT`].
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: DEFAULT_REDIS_PREFIX.into(),
+            fallback: Fallback::Share(1.0),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+        }
+    }
+}
+
+/// Why Redis could not be set up at all (an unreachable server is not an
+/// error: the replica starts in fallback mode and keeps trying).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SharedError {
+    /// The URL does not parse.
+    #[error("--redis-url {url}: {source}")]
+    Url {
+        /// The URL as given (with any password hidden).
+        url: String,
+        /// Why.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The background thread could not start.
+    #[error("cannot start the Redis thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A command failed (the `revoke` command line).
+    #[error("Redis at {url}: {source}")]
+    Command {
+        /// The URL (password hidden).
+        url: String,
+        /// Why.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A revocation line that does not parse.
+    #[error("{0}")]
+    BadLine(String),
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            } else {
+                url.to_owned()
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The live link to Redis of one replica: the connection, the mode, the
+/// global limiter and the revocations received.
+pub struct Shared {
+    config: RedisConfig,
+    runtime: tokio::runtime::Handle,
+    conn: arc_swap::ArcSwapOption<redis::aio::ConnectionManager>,
+    global: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// Wakes the supervisor when a command fails, so it starts probing.
+    trouble: Arc<tokio::sync::Notify>,
+    pub(crate) limiter: limiter::GlobalLimiter,
+    pub(crate) revocations: revocations::SharedRevocations,
+    /// Ends the runtime's thread when the last handle goes.
+    _stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("url", &redacted(&self.config.url))
+            .field("global", &self.is_global())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Starts the Redis link on a thread of its own (its own small runtime,
+    /// so an embedding app's runtime is not involved) and returns at once:
+    /// the replica is in fallback mode until Redis first answers.
+    pub fn start(config: RedisConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, SharedError> {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|source| SharedError::Url {
+                url: redacted(&config.url),
+                source,
+            })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(SharedError::Thread)?;
+        let handle = runtime.handle().clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The runtime is dropped on its own thread: dropping it inside
+        // another runtime (an actix worker) would panic.
+        std::thread::Builder::new()
+            .name("appauth-redis".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+            })
+            .map_err(SharedError::Thread)?;
+        for mode in ["global", "fallback"] {
+            metrics
+                .shared_state_mode
+                .get_or_create(&ModeLabels { mode })
+                .set(0);
+        }
+        let shared = Arc::new(Self {
+            limiter: limiter::GlobalLimiter::new(&config.prefix),
+            revocations: revocations::SharedRevocations::new(&config.prefix),
+            config,
+            runtime: handle,
+            conn: arc_swap::ArcSwapOption::empty(),
+            global: AtomicBool::new(false),
+            metrics,
+            trouble: Arc::new(tokio::sync::Notify::new()),
+            _stop: Mutex::new(Some(stop_tx)),
+        });
+        shared.show_mode(false);
+        tracing::warn!(
+            redis = %redacted(&shared.config.url),
+            "Redis not reached yet: {} until it answers",
+            shared.config.fallback.describe()
+        );
+        let weak = Arc::downgrade(&shared);
+        shared
+            .runtime
+            .spawn(supervise(weak.clone(), client.clone()));
+        shared.runtime.spawn(revocations::follow(weak, client));
+        Ok(shared)
+    }
+
+    /// True while rate limits are held in Redis.
+    pub fn is_global(&self) -> bool {
+        self.global.load(Ordering::Relaxed)
+    }
+
+    /// What rate limits do while Redis is unreachable.
+    pub fn fallback(&self) -> Fallback {
+        self.config.fallback
+    }
+
+    fn show_mode(&self, global: bool) {
+        let (on, off) = if global {
+            ("global", "fallback")
+        } else {
+            ("fallback", "global")
+        };
+        self.metrics
+            .shared_state_mode
+            .get_or_create(&ModeLabels { mode: on })
+            .set(1);
+        self.metrics
+            .shared_state_mode
+            .get_or_create(&ModeLabels { mode: off })
+            .set(0);
+    }
+
+    /// Back to global limits (Redis answered).
+    fn enter_global(&self) {
+        if !self.global.swap(true, Ordering::AcqRel) {
+            self.show_mode(true);
+            self.limiter.reset();
+            tracing::info!(
+                redis = %redacted(&self.config.url),
+                "Redis reachable: rate limits are global again"
+            );
+        }
+    }
+
+    /// Into fallback mode (a command failed or timed out).
+    pub(crate) fn enter_fallback(&self, why: &dyn std::fmt::Display) {
+        if self.global.swap(false, Ordering::AcqRel) {
+            self.show_mode(false);
+            tracing::warn!(
+                redis = %redacted(&self.config.url),
+                error = %why,
+                "Redis unreachable: {}; revocations already received stay in force; retrying",
+                self.config.fallback.describe()
+            );
+            self.trouble.notify_one();
+        }
+    }
+
+    pub(crate) fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+        self.conn.load_full().map(|c| (*c).clone())
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+}
+
+/// Connects, then watches: while in fallback mode, pings with a doubling
+/// backoff (100 ms to 5 s) and returns to global mode when Redis answers.
+async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(this) = shared.upgrade() else { return };
+        let timeout = this.timeout();
+        if this.conn.load().is_none() {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(2));
+            match tokio::time::timeout(
+                timeout * 4,
+                redis::aio::ConnectionManager::new_with_config(client.clone(), config),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => this.conn.store(Some(Arc::new(conn))),
+                Ok(Err(e)) => tracing::debug!(error = %e, "Redis connect failed"),
+                Err(_) => tracing::debug!("Redis connect timed out"),
+            }
+        }
+        let healthy = match this.connection() {
+            Some(mut conn) => {
+                let cmd = redis::cmd("PING");
+                let ping = cmd.query_async::<String>(&mut conn);
+                matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)))
+            }
+            None => false,
+        };
+        if healthy {
+            this.enter_global();
+            backoff = Duration::from_millis(100);
+            // Sleep until a request's command fails, or re-check now and
+            // then so a silent outage is noticed without traffic.
+            let trouble = this.trouble.clone();
+            drop(this);
+            let _ = tokio::time::timeout(Duration::from_secs(1), trouble.notified()).await;
+        } else {
+            this.enter_fallback(&"no answer to PING");
+            drop(this);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(stop) = self._stop.lock().take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_parses_its_three_modes() {
+        assert_eq!(Fallback::parse("open"), Ok(Fallback::Open));
+        assert_eq!(Fallback::parse("closed"), Ok(Fallback::Closed));
+        assert_eq!(Fallback::parse("share"), Ok(Fallback::Share(1.0)));
+        assert_eq!(Fallback::parse("share:0.34"), Ok(Fallback::Share(0.34)));
+        for bad in ["share:0", "share:1.5", "share:x", "local", ""] {
+            assert!(Fallback::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redacted("redis://app:s3cret@redis:6379/0"),
+            "redis://app:***@redis:6379/0"
+        );
+        assert_eq!(redacted("redis://redis:6379"), "redis://redis:6379");
+    }
+}

@@ -1,0 +1,296 @@
+//! Several replicas against one Redis, as a Kubernetes Deployment runs them:
+//! one global rate limit, revocations everywhere within a second, and an
+//! outage of Redis that costs no 5xx and lifts no revocation.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::util::{Redis, Server, add_app, metric_line};
+use super::{forge, now};
+
+const GLOBAL: &str = "appauth_shared_state_mode{mode=\"global\"}";
+const FALLBACK: &str = "appauth_shared_state_mode{mode=\"fallback\"}";
+
+#[derive(Debug, Default)]
+struct Counts {
+    ok: u32,
+    limited: u32,
+    other: Vec<u16>,
+}
+
+/// Calls `GET /users` with `token` from 4 tasks for `secs`, round-robin
+/// over the replicas.
+async fn drive(urls: &[String], token: &str, secs: f64) -> Counts {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (client, urls, token) = (client.clone(), urls.to_vec(), token.to_owned());
+            tokio::spawn(async move {
+                let mut counts = Counts::default();
+                let mut i = t;
+                while Instant::now() < until {
+                    let url = &urls[i % urls.len()];
+                    i += 1;
+                    match client
+                        .get(format!("{url}/users"))
+                        .header("x-token", &token)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 => counts.ok += 1,
+                        Ok(r) if r.status() == 429 => counts.limited += 1,
+                        Ok(r) => counts.other.push(r.status().as_u16()),
+                        Err(_) => counts.other.push(0),
+                    }
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut all = Counts::default();
+    for t in tasks {
+        let c = t.await.unwrap();
+        all.ok += c.ok;
+        all.limited += c.limited;
+        all.other.extend(c.other);
+    }
+    all
+}
+
+async fn all_in_mode(servers: &[Server], mode: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let mut all = true;
+        for s in servers {
+            all &= metric_line(&s.url, mode).await == Some(1.0);
+        }
+        if all {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn revoke(redis: &Redis, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .arg("revoke")
+        .args(["--redis-url", &redis.url()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let orders = add_app(&keys, "orders");
+    let reports = add_app(&keys, "reports");
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        "[default]\nallow = [\"GET /users\", \"GET /users/*\"]\n\n[apps.orders]\nrate = \"20/s\"\n",
+    )
+    .unwrap();
+    let url = redis.url();
+    let replicas: Vec<Server> = (0..3)
+        .map(|_| {
+            Server::start(
+                &keys,
+                &[
+                    "--policy",
+                    policy.to_str().unwrap(),
+                    "--redis-url",
+                    &url,
+                    "--redis-fallback",
+                    "share:0.34",
+                ],
+            )
+        })
+        .collect();
+    let urls: Vec<String> = replicas.iter().map(|s| s.url.clone()).collect();
+    assert!(
+        all_in_mode(&replicas, GLOBAL, Duration::from_secs(5)).await,
+        "replicas never reported global mode"
+    );
+    let token = forge(
+        &orders,
+        &json!({ "appId": "orders", "iat": now(), "exp": now() + 300 }),
+    );
+
+    // One global limit: a burst of 20 and 20/s, whichever replica is asked.
+    // Three limiters of their own would admit about three times as much.
+    let started = Instant::now();
+    let counts = drive(&urls, &token, 3.0).await;
+    let secs = started.elapsed().as_secs_f64();
+    let one_limiter = 20.0 + 20.0 * secs;
+    eprintln!("global: {counts:?} over {secs:.2} s; one limiter admits {one_limiter:.0}");
+    assert!(
+        counts.other.is_empty(),
+        "non-200/429 answers: {:?}",
+        counts.other
+    );
+    let ok = f64::from(counts.ok);
+    assert!(
+        ok <= one_limiter * 1.15 && ok >= one_limiter * 0.75,
+        "accepted {ok}, one limiter would accept {one_limiter:.0}"
+    );
+
+    // Redis goes away: no 5xx, every replica says it fell back, and each
+    // enforces its share (0.34 x 20/s) on its own.
+    redis.kill();
+    let counts = drive(&urls, &token, 1.0).await;
+    assert!(
+        counts.other.is_empty(),
+        "answers during the outage: {:?}",
+        counts.other
+    );
+    assert!(counts.ok > 0, "fallback share admitted nothing: {counts:?}");
+    assert!(
+        all_in_mode(&replicas, FALLBACK, Duration::from_secs(3)).await,
+        "replicas did not report fallback mode"
+    );
+    let counts = drive(&urls, &token, 2.0).await;
+    assert!(
+        counts.other.is_empty(),
+        "answers during the outage: {:?}",
+        counts.other
+    );
+    assert!(
+        replicas
+            .iter()
+            .all(|s| s.logs().contains("Redis unreachable")),
+        "no log line at the transition"
+    );
+
+    // Back: global limits again, on their own.
+    redis.restart();
+    assert!(
+        all_in_mode(&replicas, GLOBAL, Duration::from_secs(8)).await,
+        "replicas did not return to global mode"
+    );
+    assert!(
+        replicas
+            .iter()
+            .all(|s| s.logs().contains("rate limits are global again"))
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    let counts = drive(&urls, &token, 2.0).await;
+    let one_limiter = 20.0 + 20.0 * started.elapsed().as_secs_f64();
+    eprintln!("after restart: {counts:?}; one limiter admits {one_limiter:.0}");
+    assert!(counts.other.is_empty(), "{:?}", counts.other);
+    assert!(f64::from(counts.ok) <= one_limiter * 1.15);
+
+    // A revocation through one command reaches every replica within 1 s.
+    let jti = "leaked-42";
+    let revoked = forge(
+        &reports,
+        &json!({ "appId": "reports", "iat": now(), "exp": now() + 300, "jti": jti }),
+    );
+    let client = reqwest::Client::new();
+    let status = |url: String, token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{url}/users"))
+                .header("x-token", token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for u in &urls {
+        assert_eq!(status(u.clone(), revoked.clone()).await, 200);
+    }
+    let out = revoke(&redis, &[&format!("jti {jti}")]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("3 replica(s) notified"), "{said}");
+    let sent = Instant::now();
+    for u in &urls {
+        while status(u.clone(), revoked.clone()).await != 401 {
+            assert!(
+                sent.elapsed() < Duration::from_secs(1),
+                "{u} still accepts the token 1 s after the revocation"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    eprintln!("revocation seen by all 3 replicas in {:?}", sent.elapsed());
+    let listed = revoke(&redis, &["--list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        format!("jti {jti}")
+    );
+    let bad = revoke(&redis, &["jti"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a token id"));
+
+    // Losing Redis, even restarting it empty, lifts nothing.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for u in &urls {
+        assert_eq!(status(u.clone(), revoked.clone()).await, 401);
+    }
+    redis.restart();
+    assert!(all_in_mode(&replicas, GLOBAL, Duration::from_secs(8)).await);
+    for u in &urls {
+        assert_eq!(status(u.clone(), revoked.clone()).await, 401);
+    }
+}
+
+/// A replica started while Redis is down serves at once in fallback mode,
+/// and joins the global limit when Redis comes up, loading the revocations
+/// stored while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_without_redis_serves_and_converges() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "svc");
+    let server = Server::start(dir.path(), &["--redis-url", &url]);
+    let token = forge(
+        &key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
+    );
+    let get = || async {
+        reqwest::Client::new()
+            .get(format!("{}/users", server.url))
+            .header("x-token", &token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get().await, 200);
+    assert_eq!(metric_line(&server.url, FALLBACK).await, Some(1.0));
+    assert!(server.logs().contains("Redis not reached yet"));
+
+    redis.restart();
+    let out = revoke(&redis, &["jti t-1"]);
+    assert!(out.status.success(), "{out:?}");
+    let up = Instant::now();
+    while get().await != 401 {
+        assert!(
+            up.elapsed() < Duration::from_secs(8),
+            "the replica never loaded the revocation stored while it was away"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric_line(&server.url, GLOBAL).await, Some(1.0));
+}
