@@ -402,8 +402,11 @@ fn compose_file_wires_keys_as_documented() {
             );
         } else {
             let image = s["image"].as_str().unwrap();
+            // The shared store and the load balancer are the stock images
+            // platform teams run; everything of ours is built here.
+            let stock = ["redis:7-alpine", "nginx:1.27-alpine"];
             assert!(
-                built.contains(&image),
+                built.contains(&image) || stock.contains(&image),
                 "{name} uses {image}, which nothing here builds"
             );
         }
@@ -412,7 +415,9 @@ fn compose_file_wires_keys_as_documented() {
         let program = argv
             .first()
             .map(|p| p.split_whitespace().next().unwrap_or("").to_owned());
-        if let Some(p) = program.filter(|p| !p.starts_with("appauth-keygen new") && !p.is_empty()) {
+        if let Some(p) = program.filter(|p| {
+            !p.starts_with("appauth-keygen new") && !p.is_empty() && p != "redis-server"
+        }) {
             assert!(
                 dockerfile.contains(&p),
                 "{name} runs {p}, not copied by the Dockerfile"
@@ -424,8 +429,24 @@ fn compose_file_wires_keys_as_documented() {
         "runtime image must not run as root"
     );
 
-    // The api mounts only the public keys, read-only, and checks /readyz.
-    assert_eq!(strings(&svc("api")["volumes"]), ["public-keys:/keys:ro"]);
+    // The api mounts only the public keys (and its policy), read-only, runs
+    // three replicas sharing Redis behind the load balancer, and checks /readyz.
+    let api_vols = strings(&svc("api")["volumes"]);
+    assert_eq!(api_vols[0], "public-keys:/keys:ro");
+    for v in &api_vols[1..] {
+        let host = v.split(':').next().unwrap();
+        assert!(v.ends_with(":ro") && root.join(host).is_file(), "{v}");
+    }
+    assert_eq!(svc("api")["deploy"]["replicas"].as_i64(), Some(3));
+    assert_eq!(
+        svc("api")["environment"]["APPAUTH_REDIS_URL"].as_str(),
+        Some("redis://redis:6379")
+    );
+    assert!(services.contains_key(&Yaml::String("redis".into())));
+    let lb_conf = fs::read_to_string(root.join("deploy/compose/nginx.conf")).unwrap();
+    assert!(lb_conf.contains("server api:8080"), "{lb_conf}");
+    let policy = fs::read_to_string(root.join("deploy/compose/policy.toml")).unwrap();
+    appauth_actix::policy::Policy::parse("policy.toml", &policy).unwrap();
     let api_cmd = strings(&svc("api")["command"]).join(" ");
     assert!(api_cmd.contains("--keys-dir /keys"), "{api_cmd}");
     let health = strings(&svc("api")["healthcheck"]["test"]).join(" ");
@@ -454,6 +475,110 @@ fn compose_file_wires_keys_as_documented() {
             cmd.contains(&format!("--key=/key/{app}_private.pem")),
             "{cmd}"
         );
-        assert!(cmd.contains("--url=http://api:8080"), "{cmd}");
+        assert!(cmd.contains("--url=http://lb:8080"), "{cmd}");
     }
+}
+
+/// What can be checked of deploy/kubernetes/ without a cluster (CI also
+/// validates the schemas with kubernetes-validate): every APPAUTH_* variable
+/// is one the server reads, the probes hit the open routes, the mounts hold
+/// what the variables name, and the keys ConfigMap holds usable keys.
+#[test]
+fn kubernetes_manifests_use_the_servers_own_names() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
+    let mut docs = Vec::new();
+    for entry in fs::read_dir(&root).unwrap() {
+        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+        docs.extend(YamlLoader::load_from_str(&text).unwrap());
+    }
+    let find = |kind: &str, name: &str| -> &Yaml {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+
+    let deployment = find("Deployment", "appauth");
+    assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(3));
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut env = std::collections::HashMap::new();
+    for e in container["env"].as_vec().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        let value = e["value"].as_str().unwrap();
+        if name.starts_with("APPAUTH_") {
+            assert!(help.contains(&format!("[env: {name}=")), "{name} is not a server variable");
+        }
+        env.insert(name, value);
+    }
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let path = container[probe]["httpGet"]["path"].as_str().unwrap();
+        assert!(
+            appauth_server::routes::OPEN_ROUTES.iter().any(|r| r.path == path),
+            "{probe} {path} is not an open route"
+        );
+    }
+    // Each path a variable names lies in a mounted volume of the right source.
+    let mounts: Vec<(&str, &str)> = container["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap()))
+        .collect();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_vec().unwrap();
+    let source_of = |var: &str| -> (String, String) {
+        let path = env[var];
+        let (volume, dir) = mounts
+            .iter()
+            .find(|(_, dir)| path.starts_with(dir))
+            .unwrap_or_else(|| panic!("{var}={path} is in no mounted volume"));
+        let v = volumes.iter().find(|v| v["name"].as_str() == Some(volume)).unwrap();
+        let source = v["configMap"]["name"]
+            .as_str()
+            .or(v["secret"]["secretName"].as_str())
+            .unwrap()
+            .to_owned();
+        (source, path[dir.len()..].trim_start_matches('/').to_owned())
+    };
+    let (keys, rest) = source_of("APPAUTH_KEYS_DIR");
+    assert!(rest.is_empty());
+    let keys = find("ConfigMap", &keys);
+    let mut apps = 0;
+    for (file, text) in keys["data"].as_hash().unwrap() {
+        let (file, text) = (file.as_str().unwrap(), text.as_str().unwrap());
+        if file.ends_with("_public.pem") {
+            appauth_core::parse_public_bundle(text.as_bytes(), 0, &[appauth_core::Algorithm::RS512])
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            apps += 1;
+        } else if file == "revoked.txt" {
+            appauth_actix::revocation::RevocationList::parse(file, text).unwrap();
+        }
+    }
+    assert!(apps > 0);
+    let (policy, file) = source_of("APPAUTH_POLICY");
+    let text = find("ConfigMap", &policy)["data"][file.as_str()].as_str().unwrap();
+    appauth_actix::policy::Policy::parse(&file, text).unwrap();
+    for var in ["APPAUTH_TLS_CERT", "APPAUTH_TLS_KEY"] {
+        let (secret, file) = source_of(var);
+        let secret = find("Secret", &secret);
+        assert_eq!(secret["type"].as_str(), Some("kubernetes.io/tls"));
+        assert!(!secret["stringData"][file.as_str()].is_badvalue(), "{var}: no {file}");
+    }
+    // Redis: the URL names the Service, and the fallback parses.
+    let redis_host = env["APPAUTH_REDIS_URL"]
+        .trim_start_matches("redis://")
+        .split(':')
+        .next()
+        .unwrap();
+    find("Service", redis_host);
+    appauth_actix::shared::Fallback::parse(env["APPAUTH_REDIS_FALLBACK"]).unwrap();
+    // Replicas survive voluntary disruptions, and are spread over nodes.
+    let pdb = find("PodDisruptionBudget", "appauth");
+    assert!(pdb["spec"]["minAvailable"].as_i64().unwrap() >= 2);
+    let res = &container["resources"];
+    assert!(!res["requests"]["cpu"].is_badvalue() && !res["requests"]["memory"].is_badvalue());
 }
