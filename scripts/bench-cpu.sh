@@ -20,7 +20,10 @@ CONNS=${BENCH_CONNECTIONS:-32}
 NTOKENS=${BENCH_TOKENS:-10000}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p appauth-server -p appauth-keygen -p appauth-client --example mint-tokens
+# Two builds: a target flag (--example) narrows a build to that target alone,
+# which would leave the binaries stale.
+cargo build --release -q -p appauth-server -p appauth-keygen --bins
+cargo build --release -q -p appauth-client --example mint-tokens
 TOOLS=$ROOT/target/release
 BIN=${APPAUTH_BIN:-$TOOLS}
 

@@ -8,7 +8,8 @@
 set -euo pipefail
 N=${1:-10000}
 cd "$(dirname "$0")/.."
-cargo build --release -q -p appauth-keygen -p appauth-server -p appauth-client --example mint-tokens
+cargo build --release -q -p appauth-keygen -p appauth-server --bins
+cargo build --release -q -p appauth-client --example mint-tokens
 BIN=$PWD/target/release
 work=$(mktemp -d)
 pid=

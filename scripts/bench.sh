@@ -12,6 +12,11 @@
 # limits on, against (b) with no policy; and `openssl speed` verify/s on one
 # core from the same run. wrk: 1 thread, 64 connections, sharing the cores
 # with the server. Every wrk run is bounded (BENCH_SECONDS, default 5).
+# Then two more tables from their own scripts: server CPU per request on one
+# worker for (a), (b), (c) beside openssl's per-verification time
+# (scripts/bench-cpu.sh: the measure that holds still on shared cores), and
+# the global rate limit through Redis, its accuracy and its cost
+# (scripts/bench-redis.sh).
 #   scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +30,10 @@ if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
 fi
-cargo build --release -q -p appauth-server -p appauth-keygen -p appauth-client --example mint-tokens
+# Two builds: a target flag (--example) narrows a build to that target alone,
+# which would leave the binaries stale.
+cargo build --release -q -p appauth-server -p appauth-keygen --bins
+cargo build --release -q -p appauth-client --example mint-tokens
 BIN=$ROOT/target/release
 
 work=$(mktemp -d)
@@ -120,3 +128,10 @@ print(f"| warm p99 at {conns} connections | {rows['b2048'][2]:.2f} ms | < 5 ms |
 print()
 print(f"warm server resident memory after all warm runs: {int(rss_kb)/1024:.1f} MB")
 PY
+
+echo
+echo "## Server CPU per request (one worker)"
+echo
+"$ROOT/scripts/bench-cpu.sh"
+echo
+"$ROOT/scripts/bench-redis.sh"
