@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Where a cold request's server CPU goes, in instructions (callgrind counts
+# them the same on every run, whatever else the machine does). The server
+# runs under callgrind on one worker with the token cache off; a keep-alive
+# client sends N requests: first GET /healthz (no token), then, against a
+# second server, GET /ping with N distinct 2048-bit tokens (one RSA
+# verification each). Prints instructions per request by group, and the
+# difference between the two runs: what the gate adds to a request.
+#
+#   scripts/profile-cold.sh            # N = 2000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N=${PROFILE_REQUESTS:-2000}
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+cargo build --release -q -p appauth-server -p appauth-keygen --bins
+cargo build --release -q -p appauth-client --example mint-tokens
+BIN=$ROOT/target/release
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p "$work/keys" "$work/private"
+"$BIN/appauth-keygen" new bench --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
+"$BIN/examples/mint-tokens" bench "$work/private/bench_private.pem" "$N" > "$work/cold.txt"
+
+profile() { # profile NAME PATH [TOKENS] -> callgrind.out.NAME
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.$1" --dump-instr=no \
+    "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" --workers 1 \
+    --token-cache-mb 0 >"$work/$1.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  # Callgrind counts from here: the start-up above is subtracted out by
+  # zeroing the counters first.
+  callgrind_control --zero "$pid" >/dev/null
+  python3 - "$port" "$2" "$N" "${3:-}" <<'PY'
+import http.client, sys
+port, path, n, tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+toks = open(tokens).read().split() if tokens else []
+c = http.client.HTTPConnection("127.0.0.1", int(port))
+for i in range(n):
+    c.request("GET", path, headers={"x-token": toks[i]} if toks else {})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+  callgrind_control --dump="$1" "$pid" >/dev/null
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+profile healthz /healthz
+profile cold /ping "$work/cold.txt"
+# PROFILE_OUT=dir keeps the callgrind files (for callgrind_annotate or kcachegrind).
+if [ -n "${PROFILE_OUT:-}" ]; then mkdir -p "$PROFILE_OUT" && cp "$work"/callgrind.* "$PROFILE_OUT"/; fi
+
+python3 - "$N" "$work"/callgrind.healthz* "$work"/callgrind.cold* <<'PY'
+import re, subprocess, sys
+n = int(sys.argv[1])
+files = sys.argv[2:]
+def self_costs(prefix):
+    costs = {}
+    for f in [f for f in files if f"callgrind.{prefix}" in f]:
+        out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", f],
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(.*)", line)
+            if m and ":" in m.group(2) and "=>" not in line:
+                fn = m.group(2).split(":", 1)[1].split(" [")[0].strip()
+                costs[fn] = costs.get(fn, 0) + int(m.group(1).replace(",", ""))
+    return costs
+groups = [
+    ("RSA (aws-lc bignum, RSA)", r"bn_|BN_|rsa_|RSA_|mont|EVP_PKEY|pkey_rsa|aws_lc_rs::rsa|x86_64_mont|ecp_nistz|constant_time|OPENSSL_cleanse"),
+    ("SHA-512", r"sha512|SHA512"),
+    ("token split + base64", r"dangerous::split|base64"),
+    ("JSON (header, claims)", r"serde_json|serde::"),
+    ("malloc/free", r"malloc|free|realloc|calloc|_int_|tcache|OPENSSL_free|OPENSSL_malloc"),
+    ("kernel entry/libc I/O", r"syscall|epoll|__libc|recv|send|write|read|mio::"),
+    ("actix / http / routing", r"actix|http::|h1::|bytes::|tokio"),
+]
+def grouped(costs):
+    out = {g: 0 for g, _ in groups}; out["other"] = 0
+    for fn, c in costs.items():
+        for g, pat in groups:
+            if re.search(pat, fn):
+                out[g] += c; break
+        else:
+            out["other"] += c
+    return out
+h, c = grouped(self_costs("healthz")), grouped(self_costs("cold"))
+print(f"instructions per request (callgrind, {n} requests each, one worker, cache off)")
+print()
+print("| group | GET /healthz | cold GET /ping | added by the gate |")
+print("|---|---:|---:|---:|")
+for g in list(h):
+    print(f"| {g} | {h[g] / n:,.0f} | {c[g] / n:,.0f} | {(c[g] - h[g]) / n:,.0f} |")
+th, tc = sum(h.values()), sum(c.values())
+print(f"| **total** | {th / n:,.0f} | {tc / n:,.0f} | {(tc - th) / n:,.0f} |")
+print()
+top = sorted(self_costs("cold").items(), key=lambda kv: -kv[1])[:25]
+print("top functions of the cold run (self instructions per request):")
+for fn, cost in top:
+    print(f"  {cost / n:>10,.0f}  {fn[:110]}")
+PY
