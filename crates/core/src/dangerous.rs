@@ -147,14 +147,23 @@ mod tests {
 
     #[test]
     fn four_parts_are_not_three_whatever_else_is_wrong() {
-        for token in ["a.b.c.d", "a.bbbb.cccc.dddd", "!.b.c.d", "aaaa..cccc.", "aaaa.bbbb.cc.cc"] {
+        for token in [
+            "a.b.c.d",
+            "a.bbbb.cccc.dddd",
+            "!.b.c.d",
+            "aaaa..cccc.",
+            "aaaa.bbbb.cc.cc",
+        ] {
             assert!(
                 matches!(split(token), Err(Rejection::NotThreeParts)),
                 "{token}"
             );
         }
         assert!(matches!(split("aaaa.bbbb"), Err(Rejection::NotThreeParts)));
-        assert!(matches!(split("aaaa.b!bb.cccc"), Err(Rejection::BadBase64 { part: "payload" })));
+        assert!(matches!(
+            split("aaaa.b!bb.cccc"),
+            Err(Rejection::BadBase64 { part: "payload" })
+        ));
         assert!(split("aaaa.bbbb.cccc").is_ok());
     }
 }

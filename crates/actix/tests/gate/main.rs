@@ -4,6 +4,8 @@
 
 #[path = "../../examples/embed.rs"]
 mod embed;
+#[cfg(feature = "redis")]
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

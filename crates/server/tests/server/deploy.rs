@@ -494,7 +494,9 @@ fn kubernetes_manifests_use_the_servers_own_names() {
     }
     let find = |kind: &str, name: &str| -> &Yaml {
         docs.iter()
-            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
             .unwrap_or_else(|| panic!("no {kind} {name}"))
     };
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-server"))
@@ -511,14 +513,19 @@ fn kubernetes_manifests_use_the_servers_own_names() {
         let name = e["name"].as_str().unwrap();
         let value = e["value"].as_str().unwrap();
         if name.starts_with("APPAUTH_") {
-            assert!(help.contains(&format!("[env: {name}=")), "{name} is not a server variable");
+            assert!(
+                help.contains(&format!("[env: {name}=")),
+                "{name} is not a server variable"
+            );
         }
         env.insert(name, value);
     }
     for probe in ["readinessProbe", "livenessProbe"] {
         let path = container[probe]["httpGet"]["path"].as_str().unwrap();
         assert!(
-            appauth_server::routes::OPEN_ROUTES.iter().any(|r| r.path == path),
+            appauth_server::routes::OPEN_ROUTES
+                .iter()
+                .any(|r| r.path == path),
             "{probe} {path} is not an open route"
         );
     }
@@ -527,16 +534,26 @@ fn kubernetes_manifests_use_the_servers_own_names() {
         .as_vec()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap()))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
         .collect();
-    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_vec().unwrap();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_vec()
+        .unwrap();
     let source_of = |var: &str| -> (String, String) {
         let path = env[var];
         let (volume, dir) = mounts
             .iter()
             .find(|(_, dir)| path.starts_with(dir))
             .unwrap_or_else(|| panic!("{var}={path} is in no mounted volume"));
-        let v = volumes.iter().find(|v| v["name"].as_str() == Some(volume)).unwrap();
+        let v = volumes
+            .iter()
+            .find(|v| v["name"].as_str() == Some(volume))
+            .unwrap();
         let source = v["configMap"]["name"]
             .as_str()
             .or(v["secret"]["secretName"].as_str())
@@ -551,8 +568,12 @@ fn kubernetes_manifests_use_the_servers_own_names() {
     for (file, text) in keys["data"].as_hash().unwrap() {
         let (file, text) = (file.as_str().unwrap(), text.as_str().unwrap());
         if file.ends_with("_public.pem") {
-            appauth_core::parse_public_bundle(text.as_bytes(), 0, &[appauth_core::Algorithm::RS512])
-                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            appauth_core::parse_public_bundle(
+                text.as_bytes(),
+                0,
+                &[appauth_core::Algorithm::RS512],
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
             apps += 1;
         } else if file == "revoked.txt" {
             appauth_actix::revocation::RevocationList::parse(file, text).unwrap();
@@ -560,13 +581,18 @@ fn kubernetes_manifests_use_the_servers_own_names() {
     }
     assert!(apps > 0);
     let (policy, file) = source_of("APPAUTH_POLICY");
-    let text = find("ConfigMap", &policy)["data"][file.as_str()].as_str().unwrap();
+    let text = find("ConfigMap", &policy)["data"][file.as_str()]
+        .as_str()
+        .unwrap();
     appauth_actix::policy::Policy::parse(&file, text).unwrap();
     for var in ["APPAUTH_TLS_CERT", "APPAUTH_TLS_KEY"] {
         let (secret, file) = source_of(var);
         let secret = find("Secret", &secret);
         assert_eq!(secret["type"].as_str(), Some("kubernetes.io/tls"));
-        assert!(!secret["stringData"][file.as_str()].is_badvalue(), "{var}: no {file}");
+        assert!(
+            !secret["stringData"][file.as_str()].is_badvalue(),
+            "{var}: no {file}"
+        );
     }
     // Redis: the URL names the Service, and the fallback parses.
     let redis_host = env["APPAUTH_REDIS_URL"]
