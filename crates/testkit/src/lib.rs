@@ -102,6 +102,27 @@ impl Redis {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open and nothing answers, as
+    /// with a Redis stuck on a slow disk or a long fork.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let ok = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} redis-server");
+        }
+    }
+
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();
@@ -141,6 +162,7 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
+        self.resume();
         self.kill();
     }
 }

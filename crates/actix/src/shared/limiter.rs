@@ -57,6 +57,12 @@ return {granted, wait}
 /// longer than this would let a replica spend an old burst late.
 pub const LEASE: Duration = Duration::from_secs(1);
 
+/// A refill that has not come back after this long counts as a slow Redis:
+/// requests that would wait for it are decided by the fallback instead of
+/// being refused until the command times out. Loopback answers in well under
+/// a millisecond, a network in a few.
+pub const STALL: Duration = Duration::from_millis(50);
+
 /// What the global limit says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -80,6 +86,7 @@ struct Lease {
     /// The last refill got less than it asked: no credit until one gets all.
     saturated: bool,
     refilling: bool,
+    refill_started: Instant,
 }
 
 /// The per-app shares of one replica.
@@ -126,6 +133,7 @@ impl GlobalLimiter {
                     blocked_until: None,
                     saturated: false,
                     refilling: false,
+                    refill_started: Instant::now(),
                 }))
             })
             .clone()
@@ -163,11 +171,15 @@ impl Shared {
         let verdict = if l.tokens > 0 || (!l.saturated && -l.tokens < share) {
             l.tokens -= 1;
             Verdict::Allow
+        } else if l.refilling && now.duration_since(l.refill_started) > STALL {
+            // Redis is slow to answer: not a reason to refuse the app.
+            Verdict::Fallback
         } else {
             Verdict::Deny(rate.emission_interval())
         };
         if l.tokens <= share / 2 && !l.refilling {
             l.refilling = true;
+            l.refill_started = now;
             let want = share + (-l.tokens).max(0);
             drop(l);
             self.refill(app.clone(), lease, rate, want);

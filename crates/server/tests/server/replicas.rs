@@ -302,3 +302,95 @@ async fn a_replica_started_without_redis_serves_and_converges() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A Redis that hangs (frozen, connections open, no answers) slows no
+/// request and causes no 5xx: the request path never waits for Redis; the
+/// replica falls back once a command has waited the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "svc");
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        "[default]\nallow = [\"GET /users\"]\nrate = \"50/s\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--redis-url",
+            &redis.url(),
+            "--redis-fallback",
+            "open",
+            // Long, so that a request that waited on Redis would show.
+            "--redis-timeout-ms",
+            "2000",
+        ],
+    );
+    assert!(
+        all_in_mode(
+            std::slice::from_ref(&server),
+            GLOBAL,
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    let token = forge(
+        &key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300 }),
+    );
+    let client = reqwest::Client::new();
+    redis.pause();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut statuses = std::collections::BTreeMap::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        let t0 = Instant::now();
+        let status = client
+            .get(format!("{}/users", server.url))
+            .header("x-token", &token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        slowest = slowest.max(t0.elapsed());
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    eprintln!("while Redis hung: {statuses:?}, slowest {slowest:?}");
+    assert!(
+        statuses.keys().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    // Far below the 2 s command timeout: no request waited on Redis.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request took {slowest:?}"
+    );
+    assert!(
+        all_in_mode(
+            std::slice::from_ref(&server),
+            FALLBACK,
+            Duration::from_secs(4)
+        )
+        .await
+    );
+    // Fallback "open": the rate is not enforced while Redis is away.
+    assert!(
+        statuses.get(&200).copied().unwrap_or(0) > 60,
+        "{statuses:?}"
+    );
+    redis.resume();
+    assert!(
+        all_in_mode(
+            std::slice::from_ref(&server),
+            GLOBAL,
+            Duration::from_secs(8)
+        )
+        .await
+    );
+}
