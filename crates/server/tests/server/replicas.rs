@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::util::{Redis, Server, add_app, metric_line};
+use super::util::{Redis, Server, add_app, metric_line, status_with};
 use super::{forge, now};
 
 const GLOBAL: &str = "appauth_shared_state_mode{mode=\"global\"}";
@@ -198,22 +198,8 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
         &reports,
         &json!({ "appId": "reports", "iat": now(), "exp": now() + 300, "jti": jti }),
     );
-    let client = reqwest::Client::new();
-    let status = |url: String, token: String| {
-        let client = client.clone();
-        async move {
-            client
-                .get(format!("{url}/users"))
-                .header("x-token", token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
     for u in &urls {
-        assert_eq!(status(u.clone(), revoked.clone()).await, 200);
+        assert_eq!(status_with(u, "/users", &revoked).await, 200);
     }
     let out = revoke(&redis, &[&format!("jti {jti}")]);
     assert!(out.status.success(), "{out:?}");
@@ -221,7 +207,7 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     assert!(said.contains("3 replica(s) notified"), "{said}");
     let sent = Instant::now();
     for u in &urls {
-        while status(u.clone(), revoked.clone()).await != 401 {
+        while status_with(u, "/users", &revoked).await != 401 {
             assert!(
                 sent.elapsed() < Duration::from_secs(1),
                 "{u} still accepts the token 1 s after the revocation"
@@ -243,12 +229,12 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     redis.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     for u in &urls {
-        assert_eq!(status(u.clone(), revoked.clone()).await, 401);
+        assert_eq!(status_with(u, "/users", &revoked).await, 401);
     }
     redis.restart();
     assert!(all_in_mode(&replicas, GLOBAL, Duration::from_secs(8)).await);
     for u in &urls {
-        assert_eq!(status(u.clone(), revoked.clone()).await, 401);
+        assert_eq!(status_with(u, "/users", &revoked).await, 401);
     }
 }
 
@@ -379,11 +365,12 @@ async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
         )
         .await
     );
-    // Fallback "open": the rate is not enforced while Redis is away.
-    assert!(
-        statuses.get(&200).copied().unwrap_or(0) > 60,
-        "{statuses:?}"
-    );
+    // Fallback "open": the rate is not enforced while Redis is away, nor
+    // while a refill has waited past the stall bound (50 ms), so the app is
+    // not refused for the whole command timeout.
+    let accepted = statuses.get(&200).copied().unwrap_or(0);
+    let refused = statuses.get(&429).copied().unwrap_or(0);
+    assert!(accepted > 10 * refused, "{statuses:?}");
     redis.resume();
     assert!(
         all_in_mode(
