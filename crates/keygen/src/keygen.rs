@@ -162,6 +162,7 @@ pub fn generate(
     if existing == Existing::Refuse {
         refuse_clobbering(apps, dirs)?;
     }
+    plan(apps, dirs, existing)?;
     ensure_dir(&dirs.private, true)?;
     ensure_dir(&dirs.public, false)?;
     for app in apps {
@@ -174,49 +175,11 @@ pub fn generate(
 
     let mut todo = Vec::with_capacity(apps.len());
     let mut kept = Vec::new();
-    for app in apps {
-        let (private, public) = (dirs.private_path(app), dirs.public_path(app));
-        let cleaned = clean_leftovers(&[&private, &public]);
-        let status = match (private.exists(), public.exists()) {
-            (false, false) => Status::Created,
-            _ if existing == Existing::Replace => Status::Replaced,
-            (true, true) => Status::Skipped,
-            (true, false) if existing == Existing::Repair => Status::Repaired,
-            (true, false) => {
-                return Err(Error::HalfPair {
-                    app_id: app.to_string(),
-                    existing: private,
-                    missing: public,
-                    repairable: true,
-                });
-            }
-            (false, true) => {
-                return Err(Error::HalfPair {
-                    app_id: app.to_string(),
-                    existing: public,
-                    missing: private,
-                    repairable: false,
-                });
-            }
-        };
-        if status == Status::Skipped || status == Status::Repaired {
-            // Only a pair that works is "done": an empty or garbage private
-            // key, or a bundle without its public key, fails the run here.
-            let key = read_private(&private)?;
-            if status == Status::Skipped {
-                let kids = parse_bundle(&public, &read(&public)?)?;
-                if !kids.contains(key.kid()) {
-                    return Err(Error::PairMismatch {
-                        app_id: app.to_string(),
-                        private,
-                        public,
-                        kid: key.kid().to_string(),
-                    });
-                }
-            }
-            kept.push((app, status, key, cleaned));
-        } else {
-            todo.push((app, status, cleaned));
+    for (app, status, key) in plan(apps, dirs, existing)? {
+        let cleaned = clean_leftovers(&[&dirs.private_path(app), &dirs.public_path(app)]);
+        match key {
+            Some(key) => kept.push((app, status, key, cleaned)),
+            None => todo.push((app, status, cleaned)),
         }
     }
 
@@ -280,6 +243,64 @@ pub fn generate(
     } else {
         Err(Error::SomeFailed { done, failures })
     }
+}
+
+/// One app's part of a `new` run: the app, what will happen, and the key
+/// that is kept (for apps skipped or repaired).
+type Step<'a> = (&'a AppId, Status, Option<PrivateKey>);
+
+/// What `new` will do for each app, with the existing key for apps it keeps
+/// or repairs; any app it cannot handle fails the whole run. Reads only, so
+/// it runs once before anything is made (a refusal leaves no directory
+/// behind) and again under the locks (another run may have changed things).
+fn plan<'a>(apps: &'a [AppId], dirs: &KeyDirs, existing: Existing) -> Result<Vec<Step<'a>>, Error> {
+    let mut planned = Vec::with_capacity(apps.len());
+    for app in apps {
+        let (private, public) = (dirs.private_path(app), dirs.public_path(app));
+        let status = match (private.exists(), public.exists()) {
+            (false, false) => Status::Created,
+            _ if existing == Existing::Replace => Status::Replaced,
+            (true, true) => Status::Skipped,
+            (true, false) if existing == Existing::Repair => Status::Repaired,
+            (true, false) => {
+                return Err(Error::HalfPair {
+                    app_id: app.to_string(),
+                    existing: private,
+                    missing: public,
+                    repairable: true,
+                });
+            }
+            (false, true) => {
+                return Err(Error::HalfPair {
+                    app_id: app.to_string(),
+                    existing: public,
+                    missing: private,
+                    repairable: false,
+                });
+            }
+        };
+        let key = if status == Status::Skipped || status == Status::Repaired {
+            // Only a pair that works is "done": an empty or garbage private
+            // key, or a bundle without its public key, fails the run here.
+            let key = read_private(&private)?;
+            if status == Status::Skipped {
+                let kids = parse_bundle(&public, &read(&public)?)?;
+                if !kids.contains(key.kid()) {
+                    return Err(Error::PairMismatch {
+                        app_id: app.to_string(),
+                        private,
+                        public,
+                        kid: key.kid().to_string(),
+                    });
+                }
+            }
+            Some(key)
+        } else {
+            None
+        };
+        planned.push((app, status, key));
+    }
+    Ok(planned)
 }
 
 fn refuse_clobbering(apps: &[AppId], dirs: &KeyDirs) -> Result<(), Error> {

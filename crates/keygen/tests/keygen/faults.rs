@@ -373,6 +373,24 @@ fn broken_pairs_fail_and_partial_runs_report_what_they_made() {
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(doc["error"].as_str().unwrap().contains("b_private.pem"));
     }
+    // A refusal leaves no trace: not even the directory it would have used.
+    let err = fails(&keygen(
+        dir,
+        &[
+            "new",
+            "a",
+            "--if-missing",
+            "--private-dir",
+            "fresh",
+            "--public-dir",
+            ".",
+        ],
+    ));
+    assert!(err.contains("restore the private key"), "{err}");
+    assert!(
+        !dir.join("fresh").exists(),
+        "a refused run made a directory"
+    );
     // A truncated private key is called truncated, not "not a public key".
     let whole = fs::read(dir.join("a_private.pem")).unwrap();
     fs::write(dir.join("t_private.pem"), &whole[..whole.len() / 2]).unwrap();
