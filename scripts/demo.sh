@@ -15,8 +15,10 @@ KEYGEN=$BIN/appauth-keygen TOKEN=$BIN/appauth-token CALL=$BIN/examples/call-api
 
 work=$(mktemp -d)
 server_pid=
+extra_pids=()
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -75,6 +77,55 @@ show "the same old-key token after the old key is retired" "$old_token"
 step "6. What the server counted (/metrics)"
 curl -s "$url/metrics" | grep -E '^appauth_(requests_total\{.*\} [1-9]|apps_loaded|keys_loaded|rsa_verifications_total)' | sed 's/^/   /'
 
-step "7. Stopping the server (SIGTERM: in-flight requests drain)"
+step "7. Three replicas, one Redis: one rate limit and one revocation for all"
+if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  note "installing redis-server from Debian's packages..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >/dev/null 2>&1 || true
+fi
+if command -v redis-server >/dev/null; then
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  rport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+  extra_pids+=($!)
+  for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  printf '[default]\nallow = ["GET /users", "GET /whoami"]\n\n[apps.billing-service]\nrate = "10/s"\n' > "$work/policy.toml"
+  replicas=()
+  for i in 1 2 3; do
+    port=$(free_port)
+    "$BIN/appauth-server" --keys-dir "$work/keys" --policy "$work/policy.toml" --bind "127.0.0.1:$port" \
+      --redis-url "redis://127.0.0.1:$rport" >"$work/replica-$i.log" 2>&1 &
+    extra_pids+=($!)
+    replicas+=("http://127.0.0.1:$port")
+  done
+  for r in "${replicas[@]}"; do
+    for _ in $(seq 1 100); do
+      curl -s "$r/metrics" 2>/dev/null | grep -q '^appauth_shared_state_mode{mode="global"} 1' && break
+      sleep 0.1
+    done
+  done
+  note "billing-service may make 10 calls a second (burst 10) across all replicas together;"
+  note "40 calls in turn to the three replicas, as fast as curl goes:"
+  token=$("$TOKEN" --app-id billing-service --key "$work/private/billing-service_private.pem")
+  declare -A seen=()
+  for i in $(seq 0 39); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "x-token: $token" "${replicas[$((i % 3))]}/users")
+    seen[$code]=$(( ${seen[$code]:-0} + 1 ))
+  done
+  for code in "${!seen[@]}"; do note "   HTTP $code: ${seen[$code]}"; done
+  note "(three replicas on their own would have let about 30 through)"
+  jti_token=$("$TOKEN" --app-id orders-service --key "$work/private/orders-service_private.pem")
+  jti=$(python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["jti"])' "$jti_token")
+  note "revoking one orders-service token through one command:"
+  "$BIN/appauth-server" revoke --redis-url "redis://127.0.0.1:$rport" "jti $jti" 2>&1 | sed 's/^/   /'
+  sleep 0.3
+  for r in "${replicas[@]}"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "x-token: $jti_token" "$r/whoami")
+    note "   $r -> HTTP $code"
+  done
+else
+  note "skipped: redis-server is not installed (apt-get install redis-server)"
+fi
+
+step "8. Stopping the server (SIGTERM: in-flight requests drain)"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
 note "done. Server log: $(wc -l <"$work/server.log") lines; rejections were logged with their reasons, never the tokens."
