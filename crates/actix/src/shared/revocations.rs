@@ -67,6 +67,10 @@ impl SharedRevocations {
     }
 }
 
+/// How often a replica reads the whole set again, in case its subscription
+/// died without notice.
+const RESYNC: Duration = Duration::from_secs(30);
+
 fn revocations_key(prefix: &str) -> String {
     format!("{prefix}:revocations")
 }
@@ -90,9 +94,9 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
                 .arg(&key)
                 .query_async(&mut conn)
                 .await?;
-            Ok::<_, redis::RedisError>((pubsub, all))
+            Ok::<_, redis::RedisError>((pubsub, conn, all))
         };
-        let (pubsub, all) = match tokio::time::timeout(timeout * 4, connected).await {
+        let (pubsub, mut conn, all) = match tokio::time::timeout(timeout * 4, connected).await {
             Ok(Ok(ok)) => ok,
             _ => {
                 tokio::time::sleep(backoff).await;
@@ -113,15 +117,38 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
             );
         }
         let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            let Some(this) = shared.upgrade() else { return };
-            if let Ok(line) = msg.get_payload::<String>()
-                && this.revocations.learn([line.clone()]) > 0
-            {
-                this.metrics
-                    .shared_revocation_rules
-                    .set(this.revocations.list().len() as i64);
-                tracing::info!(rule = line, "revocation received from Redis");
+        // A subscription can die without a word (a partition drops no FIN):
+        // the whole set is read again now and then, and a failed read means
+        // the link is gone, so it is rebuilt.
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.tick().await;
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(this) = shared.upgrade() else { return };
+                    if let Ok(line) = msg.get_payload::<String>()
+                        && this.revocations.learn([line.clone()]) > 0
+                    {
+                        this.metrics
+                            .shared_revocation_rules
+                            .set(this.revocations.list().len() as i64);
+                        tracing::info!(rule = line, "revocation received from Redis");
+                    }
+                }
+                _ = resync.tick() => {
+                    let mut cmd = redis::cmd("SMEMBERS");
+                    cmd.arg(&key);
+                    let read = cmd.query_async::<Vec<String>>(&mut conn);
+                    let Ok(Ok(all)) = tokio::time::timeout(timeout, read).await else { break };
+                    let Some(this) = shared.upgrade() else { return };
+                    if this.revocations.learn(all) > 0 {
+                        this.metrics
+                            .shared_revocation_rules
+                            .set(this.revocations.list().len() as i64);
+                        tracing::warn!("revocations found in Redis that no message announced; the subscription may have lapsed");
+                    }
+                }
             }
         }
         // The stream ended: Redis went away. Try again.
