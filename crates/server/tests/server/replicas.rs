@@ -79,6 +79,10 @@ async fn all_in_mode(servers: &[Server], mode: &str, within: Duration) -> bool {
     false
 }
 
+async fn in_mode(server: &Server, mode: &str, within: Duration) -> bool {
+    all_in_mode(std::slice::from_ref(server), mode, within).await
+}
+
 fn revoke(redis: &Redis, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_appauth-server"))
         .arg("revoke")
@@ -317,14 +321,7 @@ async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
             "2000",
         ],
     );
-    assert!(
-        all_in_mode(
-            std::slice::from_ref(&server),
-            GLOBAL,
-            Duration::from_secs(5)
-        )
-        .await
-    );
+    assert!(in_mode(&server, GLOBAL, Duration::from_secs(5)).await);
     let token = forge(
         &key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300 }),
@@ -357,14 +354,7 @@ async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
         slowest < Duration::from_secs(1),
         "a request took {slowest:?}"
     );
-    assert!(
-        all_in_mode(
-            std::slice::from_ref(&server),
-            FALLBACK,
-            Duration::from_secs(4)
-        )
-        .await
-    );
+    assert!(in_mode(&server, FALLBACK, Duration::from_secs(4)).await);
     // Fallback "open": the rate is not enforced while Redis is away, nor
     // while a refill has waited past the stall bound (50 ms), so the app is
     // not refused for the whole command timeout.
@@ -372,12 +362,5 @@ async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
     let refused = statuses.get(&429).copied().unwrap_or(0);
     assert!(accepted > 10 * refused, "{statuses:?}");
     redis.resume();
-    assert!(
-        all_in_mode(
-            std::slice::from_ref(&server),
-            GLOBAL,
-            Duration::from_secs(8)
-        )
-        .await
-    );
+    assert!(in_mode(&server, GLOBAL, Duration::from_secs(8)).await);
 }
