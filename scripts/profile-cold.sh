@@ -8,6 +8,9 @@
 # difference between the two runs: what the gate adds to a request.
 #
 #   scripts/profile-cold.sh            # N = 2000
+#   # and by source file (crate), inlined code included, from a build with
+#   # line tables in its own target directory:
+#   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=target/profile scripts/profile-cold.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -15,7 +18,7 @@ N=${PROFILE_REQUESTS:-2000}
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 cargo build --release -q -p appauth-server -p appauth-keygen --bins
 cargo build --release -q -p appauth-client --example mint-tokens
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/keys" "$work/private"
@@ -49,6 +52,8 @@ PY
 
 profile healthz /healthz
 profile cold /ping "$work/cold.txt"
+python3 "$ROOT/scripts/bench/callgrind-by-file.py" "$work/callgrind.healthz.1" "$work/callgrind.cold.1" "$N"
+echo
 # PROFILE_OUT=dir keeps the callgrind files (for callgrind_annotate or kcachegrind).
 if [ -n "${PROFILE_OUT:-}" ]; then mkdir -p "$PROFILE_OUT" && cp "$work"/callgrind.* "$PROFILE_OUT"/; fi
 
