@@ -74,6 +74,16 @@ pub enum ConfigEvent {
     },
 }
 
+/// The policy's decision as the gate's: the one place the two meet.
+fn verdict(decision: Decision) -> Result<(), Denial> {
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::NotAllowed => Err(Denial::RouteNotAllowed),
+        Decision::NotCanonical => Err(Denial::PathNotCanonical),
+        Decision::RateLimited(wait) => Err(Denial::RateLimited(wait)),
+    }
+}
+
 /// Revocations and policy in force, swapped atomically on reload.
 pub struct AccessControl {
     revocations_path: PathBuf,
@@ -377,10 +387,7 @@ impl AccessControl {
         };
         let rate = match policy.route(&caller.app_id, method, path) {
             Ok(rate) => rate,
-            Err(Decision::NotAllowed) => return Err(Denial::RouteNotAllowed),
-            Err(Decision::NotCanonical) => return Err(Denial::PathNotCanonical),
-            Err(Decision::RateLimited(wait)) => return Err(Denial::RateLimited(wait)),
-            Err(Decision::Allow) => return Ok(()),
+            Err(refused) => return verdict(refused),
         };
         let Some(_rate) = rate else {
             return Ok(());
@@ -401,10 +408,10 @@ impl AccessControl {
                 },
             }
         }
-        match policy.local_limit(&caller.app_id) {
-            Some(wait) => Err(Denial::RateLimited(wait)),
-            None => Ok(()),
-        }
+        verdict(match policy.local_limit(&caller.app_id) {
+            Some(wait) => Decision::RateLimited(wait),
+            None => Decision::Allow,
+        })
     }
 
     /// Lets idle rate-limit buckets go (called on the periodic rescan).

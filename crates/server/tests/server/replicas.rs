@@ -257,16 +257,7 @@ async fn a_replica_started_without_redis_serves_and_converges() {
         &key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
     );
-    let get = || async {
-        reqwest::Client::new()
-            .get(format!("{}/users", server.url))
-            .header("x-token", &token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let get = || status_with(&server.url, "/users", &token);
     assert_eq!(get().await, 200);
     assert_eq!(metric_line(&server.url, FALLBACK).await, Some(1.0));
     assert!(server.logs().contains("Redis not reached yet"));
@@ -291,6 +282,28 @@ async fn a_replica_started_without_redis_serves_and_converges() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The revocation file applies beside Redis's rules: a rule in each, both
+    // in force.
+    let file_revoked = forge(
+        &key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-2" }),
+    );
+    assert_eq!(status_with(&server.url, "/users", &file_revoked).await, 200);
+    super::util::replace(&dir.path().join("revoked.txt"), "jti t-2\n");
+    let written = Instant::now();
+    while status_with(&server.url, "/users", &file_revoked).await != 401 {
+        assert!(
+            written.elapsed() < Duration::from_secs(2),
+            "the file's rule never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        get().await,
+        401,
+        "Redis's rule still in force beside the file's"
+    );
 }
 
 /// A Redis that hangs (frozen, connections open, no answers) slows no
@@ -326,21 +339,13 @@ async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
         &key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300 }),
     );
-    let client = reqwest::Client::new();
     redis.pause();
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     let mut statuses = std::collections::BTreeMap::new();
     while started.elapsed() < Duration::from_secs(3) {
         let t0 = Instant::now();
-        let status = client
-            .get(format!("{}/users", server.url))
-            .header("x-token", &token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        let status = status_with(&server.url, "/users", &token).await;
         slowest = slowest.max(t0.elapsed());
         *statuses.entry(status).or_insert(0) += 1;
     }

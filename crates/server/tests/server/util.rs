@@ -276,14 +276,9 @@ pub async fn status_with(url: &str, path: &str, token: &str) -> u16 {
 
 /// The value of a metric line on `/metrics`, e.g. `appauth_rsa_verifications_total`.
 pub async fn metric(url: &str, name: &str) -> u64 {
-    metrics_text(url)
+    metric_line(url, name)
         .await
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
+        .unwrap_or_else(|| panic!("{name} missing from /metrics")) as u64
 }
 
 /// RSA verifications the server has run.
