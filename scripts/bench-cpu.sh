@@ -14,41 +14,16 @@
 # verification each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+. scripts/bench/lib.sh
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-32}
 NTOKENS=${BENCH_TOKENS:-10000}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-# Two builds: a target flag (--example) narrows a build to that target alone,
-# which would leave the binaries stale.
-cargo build --release -q -p appauth-server -p appauth-keygen --bins
-cargo build --release -q -p appauth-client --example mint-tokens
-TOOLS=$ROOT/target/release
-BIN=${APPAUTH_BIN:-$TOOLS}
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-mkdir -p "$work/keys" "$work/private"
+need wrk wrk
+build_release
 "$TOOLS/appauth-keygen" new bench --bits 2048 --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
 "$TOOLS/examples/mint-tokens" bench "$work/private/bench_private.pem" "$NTOKENS" > "$work/cold.txt"
 head -1 "$work/cold.txt" > "$work/warm.txt"
-
-start_server() { # start_server ARGS... ; sets URL and PID
-  local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" --workers 1 "$@" >"$work/server.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  URL="http://127.0.0.1:$port"
-  for _ in $(seq 1 200); do curl -sf "$URL/readyz" >/dev/null 2>&1 && return; sleep 0.05; done
-  cat "$work/server.log"; exit 1
-}
-
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 
 measure() { # measure PID URL PATH [TOKENS] -> "us_per_request requests rps"
   local before after out
@@ -59,10 +34,10 @@ measure() { # measure PID URL PATH [TOKENS] -> "us_per_request requests rps"
   python3 -c "import sys; rps, n = map(float, '$out'.split()); print(f'{($after - $before) / $HZ / n * 1e6:.2f} {n:.0f} {rps:.0f}')"
 }
 
-start_server
+start_server warm --workers 1
 A=$(measure "$PID" "$URL" /healthz)
 B=$(measure "$PID" "$URL" /ping "$work/warm.txt")
-start_server --token-cache-mb 0
+start_server cold --workers 1 --token-cache-mb 0
 C=$(measure "$PID" "$URL" /ping "$work/cold.txt")
 ossl=$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}')
 

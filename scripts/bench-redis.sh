@@ -16,48 +16,24 @@
 #   scripts/bench-redis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+. scripts/bench/lib.sh
 SECS=${BENCH_SECONDS:-5}
 ACC_SECS=${BENCH_ACCURACY_SECONDS:-10}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
-# Two builds: a target flag (--example) narrows a build to that target alone,
-# which would leave the binaries stale.
-cargo build --release -q -p appauth-server -p appauth-keygen --bins
-cargo build --release -q -p appauth-client --example mint-tokens
-BIN=$ROOT/target/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-mkdir -p "$work/keys" "$work/private"
-"$BIN/appauth-keygen" new limited fast --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
-"$BIN/examples/mint-tokens" limited "$work/private/limited_private.pem" 1 > "$work/limited.txt"
-"$BIN/examples/mint-tokens" fast "$work/private/fast_private.pem" 1 > "$work/fast.txt"
+need wrk wrk
+need redis-server redis-server
+build_release
+"$TOOLS/appauth-keygen" new limited fast --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
+"$TOOLS/examples/mint-tokens" limited "$work/private/limited_private.pem" 1 > "$work/limited.txt"
+"$TOOLS/examples/mint-tokens" fast "$work/private/fast_private.pem" 1 > "$work/fast.txt"
 printf '[default]\nallow = ["GET /ping"]\n\n[apps.limited]\nrate = "100/s"\n\n[apps.fast]\nrate = "10000000/s"\n' \
   > "$work/policy.toml"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 REDIS=redis://127.0.0.1:$RPORT
-
-start_server() { # start_server NAME ARGS... ; sets URL and PID
-  local port
-  port=$(free_port)
-  "$BIN/appauth-server" --keys-dir "$work/keys" --policy "$work/policy.toml" \
-    --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  URL="http://127.0.0.1:$port"
-  for _ in $(seq 1 200); do curl -sf "$URL/readyz" >/dev/null 2>&1 && return; sleep 0.05; done
-  cat "$work/$1.log"; exit 1
-}
 
 accepted() { # accepted URL -> the replica's accepted-request counter
   curl -s "$1/metrics" | awk '/^appauth_requests_total\{outcome="accepted",reason="none"\}/ {print $2}'
@@ -84,7 +60,7 @@ drive_three() { # drive_three URL... -> accepted over the run, and its seconds
 # Accuracy, global: three replicas sharing Redis.
 urls=()
 for i in 1 2 3; do
-  start_server "global-$i" --redis-url "$REDIS" --workers 1
+  start_server "global-$i" --policy "$work/policy.toml" --redis-url "$REDIS" --workers 1
   urls+=("$URL")
 done
 for u in "${urls[@]}"; do
@@ -98,7 +74,7 @@ pids=("${pids[0]}")
 # Accuracy, local: the same three replicas, each with its own limiter.
 urls=()
 for i in 1 2 3; do
-  start_server "local-$i" --workers 1
+  start_server "local-$i" --policy "$work/policy.toml" --workers 1
   urls+=("$URL")
 done
 read -r L_ACC L_SECS <<<"$(drive_three "${urls[@]}")"
@@ -106,8 +82,6 @@ for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
 pids=("${pids[0]}")
 
 # Cost: one replica, one worker, a limit never reached.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 calls() { redis-cli -p "$RPORT" info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_/ {n += $2} END {print n + 0}'; }
 cost() { # cost PID URL -> "rps requests cpu_us_per_request"
   local t0 t1 out
@@ -119,10 +93,10 @@ cost() { # cost PID URL -> "rps requests cpu_us_per_request"
 }
 declare -A C
 for round in 1 2; do
-  start_server "cost-local-$round" --workers 1
+  start_server "cost-local-$round" --policy "$work/policy.toml" --workers 1
   C[local$round]=$(cost "$PID" "$URL")
   kill "$PID"
-  start_server "cost-redis-$round" --workers 1 --redis-url "$REDIS"
+  start_server "cost-redis-$round" --policy "$work/policy.toml" --workers 1 --redis-url "$REDIS"
   for _ in $(seq 1 100); do [ "$(global_mode "$URL")" = 1 ] && break; sleep 0.05; done
   before=$(calls)
   C[redis$round]=$(cost "$PID" "$URL")

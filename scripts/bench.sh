@@ -20,32 +20,18 @@
 #   scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+. scripts/bench/lib.sh
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 NTOKENS=${BENCH_TOKENS:-10000}
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk from Debian's packages..." >&2
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
-# Two builds: a target flag (--example) narrows a build to that target alone,
-# which would leave the binaries stale.
-cargo build --release -q -p appauth-server -p appauth-keygen --bins
-cargo build --release -q -p appauth-client --example mint-tokens
-BIN=$ROOT/target/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-mkdir -p "$work/keys" "$work/private"
+need wrk wrk
+build_release
 
 echo "minting tokens..." >&2
 for bits in 2048 4096; do
-  "$BIN/appauth-keygen" new "bench-$bits" --bits "$bits" --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
-  "$BIN/examples/mint-tokens" "bench-$bits" "$work/private/bench-${bits}_private.pem" "$NTOKENS" > "$work/cold-$bits.txt"
+  "$TOOLS/appauth-keygen" new "bench-$bits" --bits "$bits" --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
+  "$TOOLS/examples/mint-tokens" "bench-$bits" "$work/private/bench-${bits}_private.pem" "$NTOKENS" > "$work/cold-$bits.txt"
   head -1 "$work/cold-$bits.txt" > "$work/warm-$bits.txt"
 done
 
@@ -57,16 +43,6 @@ done
   printf '[apps."bench-2048"]\nallow = ["GET /users/*", "GET /whoami"]\nrate = "1000000/s"\n\n'
   printf '[apps."bench-4096"]\nallow = ["GET /users/*", "GET /whoami"]\nrate = "1000000/s"\n'
 } > "$work/policy.toml"
-
-start_server() { # start_server NAME ARGS... ; sets URL
-  local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  URL="http://127.0.0.1:$port"
-  for _ in $(seq 1 200); do curl -sf "$URL/readyz" >/dev/null 2>&1 && return; sleep 0.05; done
-  cat "$work/$1.log"; exit 1
-}
 
 run() { # run URL PATH [TOKENS_FILE] -> "rps p50ms p99ms requests errors"
   wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 5s -s "$ROOT/scripts/bench/tokens.lua" "$1" -- "$2" "${3:-}" \
