@@ -100,6 +100,12 @@ struct Args {
     #[arg(long, env = "APPAUTH_REDIS_TIMEOUT_MS",
           default_value_t = DEFAULT_REDIS_TIMEOUT.as_millis() as u64)]
     redis_timeout_ms: u64,
+    /// Milliseconds between two reads of every revocation in Redis, besides
+    /// the message that announces each change.
+    #[arg(long, env = "APPAUTH_REDIS_RESYNC_MS",
+          default_value_t = shared::DEFAULT_REVOCATION_RESYNC.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    redis_resync_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -120,22 +126,34 @@ enum Command {
     Revoke {
         /// One rule in the revocation file's format: 'jti <id>',
         /// 'kid <thumbprint>', 'app <appId> before <RFC 3339 time>', 'app <appId>'.
-        #[arg(required_unless_present = "list", conflicts_with = "list")]
+        #[arg(required_unless_present = "list")]
         rule: Option<String>,
+        /// Lift the rule instead: every replica stops applying it within a
+        /// second (a rule in a replica's revocation file still applies).
+        #[arg(long, conflicts_with = "list")]
+        remove: bool,
         /// Print the rules stored in Redis instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rule")]
         list: bool,
         #[command(flatten)]
         redis: RedisArgs,
     },
 }
 
-fn revoke(rule: Option<String>, list: bool, redis: RedisArgs) -> ExitCode {
+fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> ExitCode {
     let Some(url) = redis.redis_url else {
         eprintln!("appauth-server revoke: error: --redis-url (or APPAUTH_REDIS_URL) is required");
         return ExitCode::from(2);
     };
     let prefix = &redis.redis_prefix;
+    let told = |s: &shared::Stored| {
+        format!(
+            "{} replica(s) notified now, the others apply it when they next read Redis \
+             (on reconnecting, and every {} s by default)",
+            s.listening,
+            shared::DEFAULT_REVOCATION_RESYNC.as_secs()
+        )
+    };
     let result = match (rule, list) {
         (_, true) => shared::list_revocations(&url, prefix).map(|lines| {
             for line in &lines {
@@ -143,10 +161,21 @@ fn revoke(rule: Option<String>, list: bool, redis: RedisArgs) -> ExitCode {
             }
             eprintln!("{} rule(s) in Redis", lines.len());
         }),
-        (Some(rule), false) => shared::store_revocation(&url, prefix, &rule).map(|listening| {
-            eprintln!(
-                "stored; {listening} replica(s) notified now, the others load it when they (re)connect"
-            );
+        (Some(rule), false) if remove => shared::lift_revocation(&url, prefix, &rule).map(|s| {
+            if s.changed {
+                eprintln!("lifted '{}'; {}", s.rule, told(&s));
+            } else {
+                eprintln!(
+                    "warning: '{}' was not among the rules in Redis (revoke --list shows them); \
+                     replicas still holding it were told to drop it: {}",
+                    s.rule,
+                    told(&s)
+                );
+            }
+        }),
+        (Some(rule), false) => shared::store_revocation(&url, prefix, &rule).map(|s| {
+            let already = if s.changed { "" } else { " (it already was)" };
+            eprintln!("stored '{}'{already}; {}", s.rule, told(&s));
         }),
         (None, false) => unreachable!("clap requires a rule or --list"),
     };
@@ -161,8 +190,14 @@ fn revoke(rule: Option<String>, list: bool, redis: RedisArgs) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Revoke { rule, list, redis }) = args.command {
-        return revoke(rule, list, redis);
+    if let Some(Command::Revoke {
+        rule,
+        remove,
+        list,
+        redis,
+    }) = args.command
+    {
+        return revoke(rule, remove, list, redis);
     }
     let Some(keys_dir) = args.keys_dir else {
         eprintln!("appauth-server: error: --keys-dir (or APPAUTH_KEYS_DIR) is required");
@@ -202,6 +237,7 @@ fn main() -> ExitCode {
             prefix: args.redis.redis_prefix,
             fallback: args.redis_fallback,
             timeout: Duration::from_millis(args.redis_timeout_ms),
+            revocation_resync: Duration::from_millis(args.redis_resync_ms),
         }),
     };
     if args.check_config {

@@ -22,9 +22,12 @@ use parking_lot::Mutex;
 use crate::metrics::{Metrics, ModeLabels};
 
 pub use limiter::{LUA_TAKE, Verdict};
-pub use revocations::{list_revocations, store_revocation};
+pub use revocations::{
+    DEFAULT_REVOCATION_RESYNC, Stored, lift_revocation, list_revocations, store_revocation,
+};
 
-/// Default key prefix in Redis: `<prefix>:rate:<appId>`, `<prefix>:revocations`.
+/// Default key prefix in Redis: `<prefix>:rate:<appId>`, `<prefix>:revocations`
+/// (and `:lifted`, `:generation` after it).
 pub const DEFAULT_REDIS_PREFIX: &str = "appauth";
 /// Default bound on one Redis command; a slower answer counts as an outage.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -81,17 +84,22 @@ pub struct RedisConfig {
     pub fallback: Fallback,
     /// Bound on one command.
     pub timeout: Duration,
+    /// How often each replica reads every revocation again, besides the
+    /// messages that announce each change.
+    pub revocation_resync: Duration,
 }
 
 impl RedisConfig {
     /// `url` with the defaults: prefix [`DEFAULT_REDIS_PREFIX`], fallback
-    /// `share` (the whole rate, per replica), timeout [`DEFAULT_REDIS_TIMEOUT`].
+    /// `share` (the whole rate, per replica), timeout [`DEFAULT_REDIS_TIMEOUT`],
+    /// revocations read again every [`DEFAULT_REVOCATION_RESYNC`].
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             prefix: DEFAULT_REDIS_PREFIX.into(),
             fallback: Fallback::Share(1.0),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            revocation_resync: DEFAULT_REVOCATION_RESYNC,
         }
     }
 }
@@ -202,7 +210,10 @@ impl Shared {
         }
         let shared = Arc::new(Self {
             limiter: limiter::GlobalLimiter::new(&config.prefix),
-            revocations: revocations::SharedRevocations::new(&config.prefix),
+            revocations: revocations::SharedRevocations::new(
+                &config.prefix,
+                config.revocation_resync,
+            ),
             config,
             runtime: handle,
             conn: arc_swap::ArcSwapOption::empty(),

@@ -1,12 +1,23 @@
 //! Revocations stored in Redis and pushed to every replica.
 //!
-//! `appauth-server revoke` adds a line (the revocation file's format) to the
-//! set `<prefix>:revocations` and publishes it on the channel of the same
-//! name. Each replica subscribes, and loads the whole set when it starts and
-//! after every reconnect, so one that missed a message converges. What a
-//! replica has learnt it keeps: Redis restarted empty, or unreachable, never
-//! lifts a revocation (to lift one, remove it from the set and restart the
-//! replicas).
+//! Three keys under the prefix: the set `<prefix>:revocations` holds the
+//! rules in force (the revocation file's format, one rule each), the set
+//! `<prefix>:revocations:lifted` the rules lifted since Redis last lost its
+//! data, and the hash `<prefix>:revocations:generation` an `id` (set once,
+//! when the keys are first written) and a `version` that every change
+//! increments. A change publishes `<revoke|lift> <id> <version> <rule>` on
+//! the channel `<prefix>:revocations`.
+//!
+//! Each replica subscribes, and reads the whole set when it starts, after
+//! every reconnect and every [`DEFAULT_REVOCATION_RESYNC`]. The generation decides what
+//! a read means:
+//! - the id the replica saw, at a version no older than it saw: Redis's set
+//!   is the truth, and a rule missing from it was lifted;
+//! - anything else (Redis restarted empty, restored from an older snapshot,
+//!   or replaced): Redis lost something, so the replica puts back every rule
+//!   it holds that was not lifted since, and tells the others. Losing Redis
+//!   never lifts a revocation; at worst a lift made while Redis was losing
+//!   its data comes back, and is made again.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
@@ -19,18 +30,113 @@ use parking_lot::Mutex;
 use super::{Shared, SharedError, redacted};
 use crate::revocation::RevocationList;
 
+/// How often a replica reads the whole set again by default, in case its
+/// subscription died without notice or a rule was changed by hand.
+pub const DEFAULT_REVOCATION_RESYNC: Duration = Duration::from_secs(30);
+
+/// Records one change and announces it, atomically.
+/// `KEYS`: rules, lifted, generation; `ARGV`: `revoke` or `lift`, the rule.
+/// Returns `{changed (0 or 1), replicas listening}`.
+const LUA_CHANGE: &str = r"
+local t = redis.call('TIME')
+redis.call('HSETNX', KEYS[3], 'id', t[1] .. '.' .. t[2])
+local id = redis.call('HGET', KEYS[3], 'id')
+local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
+local changed
+if ARGV[1] == 'revoke' then
+  changed = redis.call('SADD', KEYS[1], ARGV[2])
+  redis.call('SREM', KEYS[2], ARGV[2])
+else
+  changed = redis.call('SREM', KEYS[1], ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+local listening = redis.call('PUBLISH', KEYS[1], ARGV[1] .. ' ' .. id .. ' ' .. version .. ' ' .. ARGV[2])
+return {changed, listening}
+";
+
+/// A replica's read of the whole set.
+/// `KEYS`: rules, lifted, generation; `ARGV`: the generation id the replica
+/// saw (empty if none), the version it saw, then every rule it holds.
+/// Returns `{id, version, rules in force, rules put back}`.
+const LUA_SYNC: &str = r"
+local id = redis.call('HGET', KEYS[3], 'id')
+local version = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
+if id and id == ARGV[1] and version >= tonumber(ARGV[2]) then
+  return {id, version, redis.call('SMEMBERS', KEYS[1]), {}}
+end
+if not id then
+  local t = redis.call('TIME')
+  id = t[1] .. '.' .. t[2]
+  redis.call('HSET', KEYS[3], 'id', id)
+end
+local restored = {}
+for i = 3, #ARGV do
+  if redis.call('SISMEMBER', KEYS[2], ARGV[i]) == 0 and redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    restored[#restored + 1] = ARGV[i]
+  end
+end
+if #restored > 0 then
+  version = redis.call('HINCRBY', KEYS[3], 'version', 1)
+  for _, rule in ipairs(restored) do
+    redis.call('PUBLISH', KEYS[1], 'revoke ' .. id .. ' ' .. version .. ' ' .. rule)
+  end
+end
+return {id, version, redis.call('SMEMBERS', KEYS[1]), restored}
+";
+
+#[derive(Debug, Clone)]
+struct Keys {
+    rules: String,
+    lifted: String,
+    generation: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let rules = format!("{prefix}:revocations");
+        Self {
+            lifted: format!("{rules}:lifted"),
+            generation: format!("{rules}:generation"),
+            rules,
+        }
+    }
+
+    fn script<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut call = script.key(&self.rules);
+        call.key(&self.lifted).key(&self.generation);
+        call
+    }
+}
+
+/// What a replica holds from Redis, and which generation it last read.
+#[derive(Debug, Default)]
+struct Known {
+    rules: BTreeSet<String>,
+    id: String,
+    version: u64,
+}
+
+/// What reading the set or a message changed.
+#[derive(Debug, Default, PartialEq)]
+struct Change {
+    added: Vec<String>,
+    lifted: Vec<String>,
+}
+
 #[derive(Debug)]
 pub(crate) struct SharedRevocations {
-    key: String,
-    lines: Mutex<BTreeSet<String>>,
+    keys: Keys,
+    resync: Duration,
+    known: Mutex<Known>,
     list: ArcSwap<RevocationList>,
 }
 
 impl SharedRevocations {
-    pub(crate) fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str, resync: Duration) -> Self {
         Self {
-            key: revocations_key(prefix),
-            lines: Mutex::new(BTreeSet::new()),
+            keys: Keys::new(prefix),
+            resync,
+            known: Mutex::new(Known::default()),
             list: ArcSwap::from_pointee(RevocationList::default()),
         }
     }
@@ -40,127 +146,91 @@ impl SharedRevocations {
         self.list.load()
     }
 
-    /// Adds lines (never removes): returns how many were new.
-    fn learn(&self, incoming: impl IntoIterator<Item = String>) -> usize {
-        let mut lines = self.lines.lock();
-        let mut added = 0;
-        for line in incoming {
-            let line = line.trim().to_owned();
-            if line.is_empty() || lines.contains(&line) {
-                continue;
+    /// Adopts a read of the whole set from generation `id` at `version`.
+    fn adopt(&self, id: String, version: u64, rules: Vec<String>) -> Change {
+        let incoming: BTreeSet<String> = rules.iter().filter_map(|r| usable(r)).collect();
+        let mut known = self.known.lock();
+        let change = Change {
+            added: incoming.difference(&known.rules).cloned().collect(),
+            lifted: known.rules.difference(&incoming).cloned().collect(),
+        };
+        known.rules = incoming;
+        known.id = id;
+        known.version = version;
+        self.publish(&known, &change);
+        change
+    }
+
+    /// Applies one message; `None` when it needs no action, and
+    /// `Some(true)` beside the change when it came from a generation this
+    /// replica has not read (Redis lost its data): read the set now.
+    fn apply(&self, message: &str) -> Option<(Change, bool)> {
+        let mut parts = message.splitn(4, ' ');
+        let (verb, id, version, rule) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let version: u64 = version.parse().ok()?;
+        let rule = usable(rule)?;
+        let mut known = self.known.lock();
+        let foreign = id != known.id;
+        if !foreign {
+            if version <= known.version {
+                // Already part of the last read.
+                return None;
             }
-            if let Err(e) = RevocationList::parse("redis", &line) {
-                let detail = e.iter().map(ToString::to_string).collect::<Vec<_>>();
-                tracing::error!(line, error = %detail.join("; "), "ignoring a revocation from Redis that does not parse");
-                continue;
-            }
-            lines.insert(line);
-            added += 1;
+            known.version = version;
         }
-        if added > 0 {
-            let text = lines.iter().cloned().collect::<Vec<_>>().join("\n");
-            if let Ok(list) = RevocationList::parse("redis", &text) {
-                self.list.store(Arc::new(list));
-            }
+        let mut change = Change::default();
+        match verb {
+            "revoke" if known.rules.insert(rule.clone()) => change.added.push(rule),
+            "lift" if known.rules.remove(&rule) => change.lifted.push(rule),
+            _ => {}
         }
-        added
+        self.publish(&known, &change);
+        Some((change, foreign))
+    }
+
+    fn publish(&self, known: &Known, change: &Change) {
+        if change.added.is_empty() && change.lifted.is_empty() {
+            return;
+        }
+        let text = known.rules.iter().cloned().collect::<Vec<_>>().join("\n");
+        // Every rule was checked by `usable`, so the whole parses.
+        if let Ok(list) = RevocationList::parse("redis", &text) {
+            self.list.store(Arc::new(list));
+        }
+    }
+
+    fn sync_args(&self) -> (String, u64, Vec<String>) {
+        let known = self.known.lock();
+        (
+            known.id.clone(),
+            known.version,
+            known.rules.iter().cloned().collect(),
+        )
     }
 }
 
-/// How often a replica reads the whole set again, in case its subscription
-/// died without notice.
-const RESYNC: Duration = Duration::from_secs(30);
-
-fn revocations_key(prefix: &str) -> String {
-    format!("{prefix}:revocations")
-}
-
-/// Subscribes, loads the set, then applies each message; reconnects with a
-/// doubling backoff and loads the set again after every reconnect.
-pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(this) = shared.upgrade() else { return };
-        let timeout = this.timeout();
-        let key = this.revocations.key.clone();
-        drop(this);
-        let connected = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&key).await?;
-            // Subscribed first, loaded second: a line published in between
-            // arrives both ways rather than neither.
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            let all: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await?;
-            Ok::<_, redis::RedisError>((pubsub, conn, all))
-        };
-        let (pubsub, mut conn, all) = match tokio::time::timeout(timeout * 4, connected).await {
-            Ok(Ok(ok)) => ok,
-            _ => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        if let Some(this) = shared.upgrade() {
-            let added = this.revocations.learn(all);
-            this.metrics
-                .shared_revocation_rules
-                .set(this.revocations.list().len() as i64);
-            tracing::info!(
-                new = added,
-                rules = this.revocations.list().len(),
-                "revocations loaded from Redis; following changes"
-            );
+/// A rule from Redis in its one spelling, or `None` (logged) if it does
+/// not parse.
+fn usable(rule: &str) -> Option<String> {
+    match canonical_rule(rule) {
+        Ok(rule) => Some(rule),
+        Err(e) => {
+            tracing::error!(rule, error = %e, "ignoring a revocation from Redis that does not parse");
+            None
         }
-        let mut messages = pubsub.into_on_message();
-        // A subscription can die without a word (a partition drops no FIN):
-        // the whole set is read again now and then, and a failed read means
-        // the link is gone, so it is rebuilt.
-        let mut resync = tokio::time::interval(RESYNC);
-        resync.tick().await;
-        loop {
-            tokio::select! {
-                msg = messages.next() => {
-                    let Some(msg) = msg else { break };
-                    let Some(this) = shared.upgrade() else { return };
-                    if let Ok(line) = msg.get_payload::<String>()
-                        && this.revocations.learn([line.clone()]) > 0
-                    {
-                        this.metrics
-                            .shared_revocation_rules
-                            .set(this.revocations.list().len() as i64);
-                        tracing::info!(rule = line, "revocation received from Redis");
-                    }
-                }
-                _ = resync.tick() => {
-                    let mut cmd = redis::cmd("SMEMBERS");
-                    cmd.arg(&key);
-                    let read = cmd.query_async::<Vec<String>>(&mut conn);
-                    let Ok(Ok(all)) = tokio::time::timeout(timeout, read).await else { break };
-                    let Some(this) = shared.upgrade() else { return };
-                    if this.revocations.learn(all) > 0 {
-                        this.metrics
-                            .shared_revocation_rules
-                            .set(this.revocations.list().len() as i64);
-                        tracing::warn!("revocations found in Redis that no message announced; the subscription may have lapsed");
-                    }
-                }
-            }
-        }
-        // The stream ended: Redis went away. Try again.
-        tracing::debug!("Redis subscription ended; reconnecting");
     }
 }
 
-/// Stores `line` (the revocation file's format) in Redis and notifies every
-/// replica; returns how many replicas were listening.
-pub fn store_revocation(url: &str, prefix: &str, line: &str) -> Result<usize, SharedError> {
-    let line = line.trim();
-    RevocationList::parse("the command line", line).map_err(|e| {
+/// One rule of the revocation file's format, in one spelling (no comment,
+/// single spaces), so that the rule revoked and the rule lifted compare equal.
+pub(crate) fn canonical_rule(rule: &str) -> Result<String, SharedError> {
+    if rule.contains(['\n', '\r']) {
+        return Err(SharedError::BadLine(
+            "one rule at a time: the rule spans several lines".into(),
+        ));
+    }
+    RevocationList::parse("the rule", rule).map_err(|e| {
         SharedError::BadLine(
             e.iter()
                 .map(ToString::to_string)
@@ -168,36 +238,165 @@ pub fn store_revocation(url: &str, prefix: &str, line: &str) -> Result<usize, Sh
                 .join("; "),
         )
     })?;
-    if line.is_empty() || line.starts_with('#') {
+    let canonical = rule
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if canonical.is_empty() {
         return Err(SharedError::BadLine(
             "the rule is empty; give one line such as 'jti <id>', 'kid <thumbprint>', \
              'app <appId> before <RFC 3339 time>' or 'app <appId>'"
                 .into(),
         ));
     }
-    let mut conn = sync_connection(url)?;
-    let key = revocations_key(prefix);
-    let err = |source| SharedError::Command {
-        url: redacted(url),
-        source,
-    };
-    redis::cmd("SADD")
-        .arg(&key)
-        .arg(line)
-        .query::<i64>(&mut conn)
-        .map_err(err)?;
-    redis::cmd("PUBLISH")
-        .arg(&key)
-        .arg(line)
-        .query::<usize>(&mut conn)
-        .map_err(err)
+    Ok(canonical)
 }
 
-/// The revocation lines stored in Redis, sorted.
+/// Subscribes, reads the set, then applies each message and reads the set
+/// again every resync period; reconnects with a doubling backoff and reads
+/// the set after every reconnect.
+pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
+    let sync_script = redis::Script::new(LUA_SYNC);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(this) = shared.upgrade() else { return };
+        let timeout = this.timeout();
+        let resync_every = this.revocations.resync;
+        let channel = this.revocations.keys.rules.clone();
+        drop(this);
+        let connected = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            // Subscribed first, read second: a change made in between
+            // arrives both ways rather than neither.
+            let conn = client.get_multiplexed_async_connection().await?;
+            Ok::<_, redis::RedisError>((pubsub, conn))
+        };
+        let Ok(Ok((pubsub, mut conn))) = tokio::time::timeout(timeout * 4, connected).await else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        };
+        let mut messages = pubsub.into_on_message();
+        // A subscription can die without a word (a partition drops no FIN):
+        // the whole set is read again now and then, and a failed read means
+        // the link is gone, so it is rebuilt.
+        let mut resync = tokio::time::interval(resync_every);
+        let mut first = true;
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(this) = shared.upgrade() else { return };
+                    let Ok(text) = msg.get_payload::<String>() else { continue };
+                    let Some((change, foreign)) = this.revocations.apply(&text) else { continue };
+                    this.report(&change, "received from Redis");
+                    if foreign {
+                        resync.reset_immediately();
+                    }
+                }
+                _ = resync.tick() => {
+                    let Some(this) = shared.upgrade() else { return };
+                    let (id, version, held) = this.revocations.sync_args();
+                    let mut call = this.revocations.keys.script(&sync_script);
+                    call.arg(&id).arg(version).arg(&held);
+                    let read = call.invoke_async::<(String, u64, Vec<String>, Vec<String>)>(&mut conn);
+                    let Ok(Ok((id, version, rules, restored))) = tokio::time::timeout(timeout, read).await else { break };
+                    if !restored.is_empty() {
+                        tracing::warn!(
+                            rules = ?restored,
+                            "Redis had lost revocations this replica holds (restarted empty, restored from an older snapshot, or replaced); put them back"
+                        );
+                    }
+                    let change = this.revocations.adopt(id, version, rules);
+                    if first {
+                        backoff = Duration::from_millis(100);
+                        first = false;
+                        tracing::info!(
+                            new = change.added.len(),
+                            rules = this.revocations.list().len(),
+                            "revocations loaded from Redis; following changes"
+                        );
+                        this.report(&Change { added: vec![], lifted: change.lifted }, "lifted while this replica was away");
+                    } else {
+                        this.report(&change, "found in Redis that no message announced (the subscription may have lapsed, or the set was changed by hand)");
+                    }
+                }
+            }
+        }
+        tracing::debug!("Redis subscription ended; reconnecting");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl Shared {
+    /// Logs a change of the rules from Redis and updates the gauge.
+    fn report(&self, change: &Change, how: &str) {
+        for rule in &change.added {
+            tracing::info!(rule, "revocation {how}");
+        }
+        for rule in &change.lifted {
+            tracing::warn!(rule, "revocation lifted: {how}");
+        }
+        self.metrics
+            .shared_revocation_rules
+            .set(self.revocations.list().len() as i64);
+    }
+}
+
+/// What storing or lifting a rule did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The rule as stored (comment dropped, single spaces).
+    pub rule: String,
+    /// False when Redis already held the rule (revoke) or did not hold it
+    /// (lift).
+    pub changed: bool,
+    /// How many replicas were listening and applied it at once; the others
+    /// converge when they next read the set.
+    pub listening: usize,
+}
+
+/// Stores `rule` (the revocation file's format) in Redis and notifies every
+/// replica.
+pub fn store_revocation(url: &str, prefix: &str, rule: &str) -> Result<Stored, SharedError> {
+    change(url, prefix, "revoke", rule)
+}
+
+/// Lifts `rule` from Redis's revocations and notifies every replica. A rule
+/// a replica also has in its revocation file stays in force there.
+pub fn lift_revocation(url: &str, prefix: &str, rule: &str) -> Result<Stored, SharedError> {
+    change(url, prefix, "lift", rule)
+}
+
+fn change(url: &str, prefix: &str, verb: &str, rule: &str) -> Result<Stored, SharedError> {
+    let rule = canonical_rule(rule)?;
+    let mut conn = sync_connection(url)?;
+    let script = redis::Script::new(LUA_CHANGE);
+    let mut call = Keys::new(prefix).script(&script);
+    call.arg(verb).arg(&rule);
+    let (changed, listening): (i64, usize) =
+        call.invoke(&mut conn)
+            .map_err(|source| SharedError::Command {
+                url: redacted(url),
+                source,
+            })?;
+    Ok(Stored {
+        rule,
+        changed: changed == 1,
+        listening,
+    })
+}
+
+/// The revocation rules stored in Redis, sorted.
 pub fn list_revocations(url: &str, prefix: &str) -> Result<Vec<String>, SharedError> {
     let mut conn = sync_connection(url)?;
     let mut lines: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(revocations_key(prefix))
+        .arg(Keys::new(prefix).rules)
         .query(&mut conn)
         .map_err(|source| SharedError::Command {
             url: redacted(url),
@@ -218,4 +417,70 @@ fn sync_connection(url: &str) -> Result<redis::Connection, SharedError> {
             url: redacted(url),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_rule_has_one_spelling() {
+        assert_eq!(canonical_rule("  jti   a-1  # leaked").unwrap(), "jti a-1");
+        assert_eq!(
+            canonical_rule("app\tbilling before 2026-01-01T00:00:00Z").unwrap(),
+            "app billing before 2026-01-01T00:00:00Z"
+        );
+        for bad in ["", "# only a comment", "jti", "jti a\njti b", "nonsense x"] {
+            assert!(canonical_rule(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_read_is_the_truth_and_messages_older_than_it_are_ignored() {
+        let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
+        let change = r.adopt("g1".into(), 2, strings(&["jti a", "jti b"]));
+        assert_eq!(change.added, strings(&["jti a", "jti b"]));
+        assert_eq!(r.list().len(), 2);
+        // A message the read already reflected (version 2) changes nothing,
+        // even a lift that the read has already undone by a later revoke.
+        assert_eq!(r.apply("lift g1 2 jti a"), None);
+        assert_eq!(r.list().len(), 2);
+        // A newer one applies.
+        let (change, foreign) = r.apply("lift g1 3 jti a").unwrap();
+        assert_eq!((change.lifted, foreign), (strings(&["jti a"]), false));
+        let (change, _) = r.apply("revoke g1 4 jti c").unwrap();
+        assert_eq!(change.added, strings(&["jti c"]));
+        // A later read drops what is gone from Redis.
+        let change = r.adopt("g1".into(), 5, strings(&["jti c"]));
+        assert_eq!(change.lifted, strings(&["jti b"]));
+        assert_eq!(r.list().len(), 1);
+    }
+
+    #[test]
+    fn a_message_from_another_generation_applies_and_asks_for_a_read() {
+        let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
+        r.adopt("g1".into(), 7, strings(&["jti a"]));
+        let (change, foreign) = r.apply("revoke g2 1 jti b").unwrap();
+        assert_eq!((change.added, foreign), (strings(&["jti b"]), true));
+        // The version seen in g1 is kept, so the next read, of g2, puts back
+        // what Redis lost rather than trusting it.
+        assert_eq!(
+            r.sync_args(),
+            ("g1".into(), 7, strings(&["jti a", "jti b"]))
+        );
+    }
+
+    #[test]
+    fn garbage_from_redis_is_ignored() {
+        let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
+        assert_eq!(r.apply("revoke g1 x jti a"), None);
+        assert_eq!(r.apply("revoke g1 1 nonsense"), None);
+        assert_eq!(r.apply("jti a"), None);
+        let change = r.adopt("g1".into(), 1, strings(&["jti a", "bogus rule"]));
+        assert_eq!(change.added, strings(&["jti a"]));
+    }
 }

@@ -1,13 +1,14 @@
 //! Two apps embedding the gate, each its own "replica", sharing one Redis
-//! through `Builder::redis`: one rate limit between them, and a revocation
-//! stored once refused by both.
+//! through `Builder::redis`: one rate limit between them, a revocation
+//! stored once refused by both, lifted once accepted by both, and a Redis
+//! that loses its data lifts nothing.
 
 use std::time::{Duration, Instant};
 
 use actix_web::App;
 use actix_web::test as at;
 use appauth_actix::AppAuth;
-use appauth_actix::shared::{RedisConfig, store_revocation};
+use appauth_actix::shared::{RedisConfig, lift_revocation, list_revocations, store_revocation};
 use appauth_core::PrivateKey;
 
 use super::{hello, token};
@@ -94,7 +95,9 @@ async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
         };
         appauth_core::sign_token(&key, appauth_core::Algorithm::RS512, &claims).unwrap()
     };
-    let listening = store_revocation(&redis.url(), "appauth", "jti j-1").unwrap();
+    let listening = store_revocation(&redis.url(), "appauth", "jti j-1")
+        .unwrap()
+        .listening;
     assert_eq!(listening, 2);
     let sent = Instant::now();
     for svc in [&a, &b] {
@@ -110,4 +113,155 @@ async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Signs a token for `orders` carrying `jti`.
+fn with_jti(key: &PrivateKey, jti: &str) -> String {
+    let now = appauth_core::Clock::now(&appauth_core::SystemClock);
+    let claims = appauth_core::Claims {
+        app_id: "orders".into(),
+        iat: now,
+        exp: now + 300,
+        nbf: None,
+        jti: Some(jti.into()),
+        aud: None,
+        iss: None,
+        extra: Default::default(),
+    };
+    appauth_core::sign_token(key, appauth_core::Algorithm::RS512, &claims).unwrap()
+}
+
+#[actix_web::test]
+async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
+    let mut redis = appauth_testkit::Redis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let key = PrivateKey::generate(2048).unwrap();
+    std::fs::write(
+        dir.path().join("orders_public.pem"),
+        key.public_key_pem().unwrap(),
+    )
+    .unwrap();
+    // Read everything again every 200 ms, so a test of that read is short.
+    let config = RedisConfig {
+        revocation_resync: Duration::from_millis(200),
+        ..RedisConfig::new(&url)
+    };
+    let gates: Vec<AppAuth> = (0..2)
+        .map(|_| {
+            AppAuth::from_dir(dir.path())
+                .redis(config.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut apps = Vec::new();
+    for g in gates {
+        apps.push(at::init_service(App::new().wrap(g).route("/hello", hello())).await);
+    }
+    // Waits until both apps answer `status` to a token carrying `jti`.
+    macro_rules! both_answer {
+        ($jti:expr, $status:expr, $within:expr, $why:expr) => {{
+            let t = with_jti(&key, $jti);
+            let since = Instant::now();
+            for app in &apps {
+                loop {
+                    let req = at::TestRequest::get()
+                        .uri("/hello")
+                        .insert_header(("x-token", t.clone()))
+                        .to_request();
+                    if at::call_service(app, req).await.status().as_u16() == $status {
+                        break;
+                    }
+                    assert!(
+                        since.elapsed() < $within,
+                        "jti {}: not {} within {:?}: {}",
+                        $jti,
+                        $status,
+                        $within,
+                        $why
+                    );
+                    actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }};
+    }
+    let second = Duration::from_secs(1);
+    both_answer!("j-1", 200, Duration::from_secs(5), "before any rule");
+
+    // Revoked, then lifted, each seen by both within a second. The rule is
+    // stored in one spelling, so the lift matches however it was typed.
+    let stored = store_revocation(&url, "appauth", "jti   j-1   # leaked").unwrap();
+    assert_eq!(stored.rule, "jti j-1");
+    assert!(stored.changed);
+    both_answer!("j-1", 401, second, "revocation");
+    let lifted = lift_revocation(&url, "appauth", "jti j-1").unwrap();
+    assert!(lifted.changed, "{lifted:?}");
+    assert_eq!(lifted.listening, 2);
+    both_answer!("j-1", 200, second, "lift");
+    let again = lift_revocation(&url, "appauth", "jti j-1").unwrap();
+    assert!(!again.changed, "a second lift says the rule was not there");
+
+    // A rule added by hand, with no message, arrives with the periodic read;
+    // one removed by hand from a Redis that lost nothing is lifted by it.
+    redis
+        .command(&["SADD", "appauth:revocations", "jti j-2"])
+        .unwrap();
+    both_answer!("j-2", 401, second, "periodic read of a rule added by hand");
+    redis
+        .command(&["SREM", "appauth:revocations", "jti j-2"])
+        .unwrap();
+    both_answer!(
+        "j-2",
+        200,
+        second,
+        "periodic read of a rule removed by hand"
+    );
+    store_revocation(&url, "appauth", "jti j-3").unwrap();
+    both_answer!("j-3", 401, second, "revocation");
+
+    // Redis restored from an older snapshot: the rule is gone and the
+    // version went back. Both keep refusing, and the rule is written back.
+    let version: u64 = redis
+        .command(&["HGET", "appauth:revocations:generation", "version"])
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    redis
+        .command(&["SREM", "appauth:revocations", "jti j-3"])
+        .unwrap();
+    let older = (version - 1).to_string();
+    redis
+        .command(&["HSET", "appauth:revocations:generation", "version", &older])
+        .unwrap();
+    let since = Instant::now();
+    while !list_revocations(&url, "appauth")
+        .unwrap()
+        .contains(&"jti j-3".to_owned())
+    {
+        assert!(since.elapsed() < second, "j-3 not written back to Redis");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    both_answer!("j-3", 401, Duration::ZERO, "rollback must not lift");
+
+    // Redis restarted empty: still refused, and the rule is back in Redis
+    // once the replicas reconnect. A lift in the new generation holds.
+    redis.restart();
+    both_answer!("j-3", 401, Duration::ZERO, "restart must not lift");
+    let since = Instant::now();
+    while list_revocations(&url, "appauth").unwrap() != ["jti j-3"] {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "j-3 not written back after the restart"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    lift_revocation(&url, "appauth", "jti j-3").unwrap();
+    both_answer!("j-3", 200, second, "lift after the restart");
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(list_revocations(&url, "appauth").unwrap().is_empty());
+    both_answer!("j-3", 200, Duration::ZERO, "lift undone by a periodic read");
 }

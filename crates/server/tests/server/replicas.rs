@@ -229,6 +229,43 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a token id"));
 
+    // A mistaken revocation is lifted everywhere within 1 s, with no restart,
+    // and a lift of a rule Redis does not hold says so.
+    let out = revoke(&redis, &["--remove", &format!("jti {jti}")]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("lifted") && said.contains("3 replica(s) notified"),
+        "{said}"
+    );
+    let sent = Instant::now();
+    for u in &urls {
+        while status_with(u, "/users", &revoked).await != 200 {
+            assert!(
+                sent.elapsed() < Duration::from_secs(1),
+                "{u} still refuses the token 1 s after the lift"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    eprintln!("lift seen by all 3 replicas in {:?}", sent.elapsed());
+    let out = revoke(&redis, &["--remove", "jti never-revoked"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was not among the rules in Redis"),
+        "{out:?}"
+    );
+    assert!(revoke(&redis, &[&format!("jti {jti}")]).status.success());
+    for u in &urls {
+        while status_with(u, "/users", &revoked).await != 401 {
+            assert!(
+                sent.elapsed() < Duration::from_secs(3),
+                "{u}: not revoked again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     // Losing Redis, even restarting it empty, lifts nothing.
     redis.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -239,6 +276,19 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     assert!(all_in_mode(&replicas, GLOBAL, Duration::from_secs(8)).await);
     for u in &urls {
         assert_eq!(status_with(u, "/users", &revoked).await, 401);
+    }
+    // The replicas wrote back what the empty Redis lost.
+    let since = Instant::now();
+    loop {
+        let listed = revoke(&redis, &["--list"]);
+        if String::from_utf8_lossy(&listed.stdout).trim() == format!("jti {jti}") {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the rule was not written back to the restarted Redis: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
