@@ -4,20 +4,22 @@
 //! rules in force (the revocation file's format, one rule each), the set
 //! `<prefix>:revocations:lifted` the rules lifted since Redis last lost its
 //! data, and the hash `<prefix>:revocations:generation` an `id` (set once,
-//! when the keys are first written) and a `version` that every change
-//! increments. A change publishes `<revoke|lift> <id> <version> <rule>` on
-//! the channel `<prefix>:revocations`.
+//! when the keys are first written), a `version` that every change
+//! increments and the number of `rules` the set should hold. A change
+//! publishes `<revoke|lift> <id> <version> <rule>` on the channel
+//! `<prefix>:revocations`.
 //!
 //! Each replica subscribes, and reads the whole set when it starts, after
-//! every reconnect and every [`DEFAULT_REVOCATION_RESYNC`]. The generation decides what
-//! a read means:
-//! - the id the replica saw, at a version no older than it saw: Redis's set
-//!   is the truth, and a rule missing from it was lifted;
+//! every reconnect and every [`DEFAULT_REVOCATION_RESYNC`]. The generation
+//! decides what a read means:
+//! - the id the replica saw, at a version no older than it saw, with as many
+//!   rules as the last change left: Redis's set is the truth, and a rule
+//!   missing from it was lifted;
 //! - anything else (Redis restarted empty, restored from an older snapshot,
-//!   or replaced): Redis lost something, so the replica puts back every rule
-//!   it holds that was not lifted since, and tells the others. Losing Redis
-//!   never lifts a revocation; at worst a lift made while Redis was losing
-//!   its data comes back, and is made again.
+//!   replaced, a key evicted, a rule removed by hand): Redis lost something,
+//!   so the replica puts back every rule it holds that was not lifted since,
+//!   and tells the others. Losing Redis never lifts a revocation; at worst a
+//!   lift made while Redis was losing its data comes back, and is made again.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
@@ -50,6 +52,7 @@ else
   changed = redis.call('SREM', KEYS[1], ARGV[2])
   redis.call('SADD', KEYS[2], ARGV[2])
 end
+redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
 local listening = redis.call('PUBLISH', KEYS[1], ARGV[1] .. ' ' .. id .. ' ' .. version .. ' ' .. ARGV[2])
 return {changed, listening}
 ";
@@ -61,7 +64,8 @@ return {changed, listening}
 const LUA_SYNC: &str = r"
 local id = redis.call('HGET', KEYS[3], 'id')
 local version = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
-if id and id == ARGV[1] and version >= tonumber(ARGV[2]) then
+local count = tonumber(redis.call('HGET', KEYS[3], 'rules') or '0')
+if id and id == ARGV[1] and version >= tonumber(ARGV[2]) and count == redis.call('SCARD', KEYS[1]) then
   return {id, version, redis.call('SMEMBERS', KEYS[1]), {}}
 end
 if not id then
@@ -81,6 +85,7 @@ if #restored > 0 then
     redis.call('PUBLISH', KEYS[1], 'revoke ' .. id .. ' ' .. version .. ' ' .. rule)
   end
 end
+redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
 return {id, version, redis.call('SMEMBERS', KEYS[1]), restored}
 ";
 
