@@ -17,12 +17,7 @@ use super::{hello, token};
 async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
     let redis = appauth_testkit::Redis::start();
     let dir = tempfile::tempdir().unwrap();
-    let key = PrivateKey::generate(2048).unwrap();
-    std::fs::write(
-        dir.path().join("orders_public.pem"),
-        key.public_key_pem().unwrap(),
-    )
-    .unwrap();
+    let key = orders_key(dir.path());
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -82,19 +77,7 @@ async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
     );
 
     // A revocation stored once reaches both within a second.
-    let jti_token = {
-        let claims = appauth_core::Claims {
-            app_id: "orders".into(),
-            iat: now,
-            exp: now + 300,
-            nbf: None,
-            jti: Some("j-1".into()),
-            aud: None,
-            iss: None,
-            extra: Default::default(),
-        };
-        appauth_core::sign_token(&key, appauth_core::Algorithm::RS512, &claims).unwrap()
-    };
+    let jti_token = with_jti(&key, "j-1");
     let listening = store_revocation(&redis.url(), "appauth", "jti j-1")
         .unwrap()
         .listening;
@@ -112,6 +95,29 @@ async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
             );
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// A key for the app `orders`, its public key in `dir`.
+fn orders_key(dir: &std::path::Path) -> PrivateKey {
+    let key = PrivateKey::generate(2048).unwrap();
+    std::fs::write(dir.join("orders_public.pem"), key.public_key_pem().unwrap()).unwrap();
+    key
+}
+
+/// Waits until a replica has written `rule` back to a Redis that lost it.
+async fn written_back(url: &str, rule: &str, within: Duration) {
+    let since = Instant::now();
+    while !list_revocations(url, "appauth")
+        .unwrap()
+        .iter()
+        .any(|r| r == rule)
+    {
+        assert!(
+            since.elapsed() < within,
+            "{rule} not written back to Redis within {within:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -136,12 +142,7 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
     let mut redis = appauth_testkit::Redis::start();
     let url = redis.url();
     let dir = tempfile::tempdir().unwrap();
-    let key = PrivateKey::generate(2048).unwrap();
-    std::fs::write(
-        dir.path().join("orders_public.pem"),
-        key.public_key_pem().unwrap(),
-    )
-    .unwrap();
+    let key = orders_key(dir.path());
     // Read everything again every 200 ms, so a test of that read is short.
     let config = RedisConfig {
         revocation_resync: Duration::from_millis(200),
@@ -212,14 +213,7 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
     redis
         .command(&["SREM", "appauth:revocations", "jti j-2"])
         .unwrap();
-    let since = Instant::now();
-    while !list_revocations(&url, "appauth")
-        .unwrap()
-        .contains(&"jti j-2".to_owned())
-    {
-        assert!(since.elapsed() < second, "j-2 not written back to Redis");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    written_back(&url, "jti j-2", second).await;
     both_answer!("j-2", 401, Duration::ZERO, "removal by hand must not lift");
     lift_revocation(&url, "appauth", "jti j-2").unwrap();
     both_answer!("j-2", 200, second, "lift");
@@ -243,28 +237,15 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
     redis
         .command(&["HSET", "appauth:revocations:generation", "version", &older])
         .unwrap();
-    let since = Instant::now();
-    while !list_revocations(&url, "appauth")
-        .unwrap()
-        .contains(&"jti j-3".to_owned())
-    {
-        assert!(since.elapsed() < second, "j-3 not written back to Redis");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    written_back(&url, "jti j-3", second).await;
     both_answer!("j-3", 401, Duration::ZERO, "rollback must not lift");
 
     // Redis restarted empty: still refused, and the rule is back in Redis
     // once the replicas reconnect. A lift in the new generation holds.
     redis.restart();
     both_answer!("j-3", 401, Duration::ZERO, "restart must not lift");
-    let since = Instant::now();
-    while list_revocations(&url, "appauth").unwrap() != ["jti j-3"] {
-        assert!(
-            since.elapsed() < Duration::from_secs(10),
-            "j-3 not written back after the restart"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    written_back(&url, "jti j-3", Duration::from_secs(10)).await;
+    assert_eq!(list_revocations(&url, "appauth").unwrap(), ["jti j-3"]);
     lift_revocation(&url, "appauth", "jti j-3").unwrap();
     both_answer!("j-3", 200, second, "lift after the restart");
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
