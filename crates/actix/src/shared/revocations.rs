@@ -162,7 +162,7 @@ impl SharedRevocations {
         known.rules = incoming;
         known.id = id;
         known.version = version;
-        self.publish(&known, &change);
+        self.rebuild(&known, &change);
         change
     }
 
@@ -174,6 +174,11 @@ impl SharedRevocations {
         let (verb, id, version, rule) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let version: u64 = version.parse().ok()?;
+        let revoke = match verb {
+            "revoke" => true,
+            "lift" => false,
+            _ => return None,
+        };
         let rule = usable(rule)?;
         let mut known = self.known.lock();
         let foreign = id != known.id;
@@ -185,16 +190,18 @@ impl SharedRevocations {
             known.version = version;
         }
         let mut change = Change::default();
-        match verb {
-            "revoke" if known.rules.insert(rule.clone()) => change.added.push(rule),
-            "lift" if known.rules.remove(&rule) => change.lifted.push(rule),
-            _ => {}
+        if revoke {
+            if known.rules.insert(rule.clone()) {
+                change.added.push(rule);
+            }
+        } else if known.rules.remove(&rule) {
+            change.lifted.push(rule);
         }
-        self.publish(&known, &change);
+        self.rebuild(&known, &change);
         Some((change, foreign))
     }
 
-    fn publish(&self, known: &Known, change: &Change) {
+    fn rebuild(&self, known: &Known, change: &Change) {
         if change.added.is_empty() && change.lifted.is_empty() {
             return;
         }
@@ -485,6 +492,7 @@ mod tests {
         assert_eq!(r.apply("revoke g1 x jti a"), None);
         assert_eq!(r.apply("revoke g1 1 nonsense"), None);
         assert_eq!(r.apply("jti a"), None);
+        assert_eq!(r.apply("unrevoke g1 1 jti a"), None);
         let change = r.adopt("g1".into(), 1, strings(&["jti a", "bogus rule"]));
         assert_eq!(change.added, strings(&["jti a"]));
     }
