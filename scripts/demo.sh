@@ -117,11 +117,17 @@ if command -v redis-server >/dev/null; then
   jti=$(python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["jti"])' "$jti_token")
   note "revoking one orders-service token through one command:"
   "$BIN/appauth-server" revoke --redis-url "redis://127.0.0.1:$rport" "jti $jti" 2>&1 | sed 's/^/   /'
-  sleep 0.3
-  for r in "${replicas[@]}"; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "x-token: $jti_token" "$r/whoami")
-    note "   $r -> HTTP $code"
-  done
+  each_replica() {
+    sleep 0.3
+    for r in "${replicas[@]}"; do
+      code=$(curl -s -o /dev/null -w '%{http_code}' -H "x-token: $jti_token" "$r/whoami")
+      note "   $r -> HTTP $code"
+    done
+  }
+  each_replica
+  note "a mistake? lifting it again, no restart (revoke --remove):"
+  "$BIN/appauth-server" revoke --redis-url "redis://127.0.0.1:$rport" --remove "jti $jti" 2>&1 | sed 's/^/   /'
+  each_replica
 else
   note "skipped: redis-server is not installed (apt-get install redis-server)"
 fi
