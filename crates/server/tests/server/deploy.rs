@@ -608,3 +608,76 @@ fn kubernetes_manifests_use_the_servers_own_names() {
     let res = &container["resources"];
     assert!(!res["requests"]["cpu"].is_badvalue() && !res["requests"]["memory"].is_badvalue());
 }
+
+/// The image runs the server as an unprivileged user (uid 10001). Keys laid
+/// out by keygen in split directories (`out/public`, `out/private`, as
+/// `gen-keys.sh` does) are readable by such a user; a directory it cannot
+/// enter is reported as a permission problem, not as a missing directory.
+/// As root the server is run as `nobody` through `setpriv`; as any other
+/// user it already is unprivileged.
+#[tokio::test]
+async fn an_unprivileged_server_reads_what_keygen_made_and_names_a_permission_problem() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    let base = root.path();
+    // tempfile makes its directory 0700; a deployment's parent would not be.
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+    let dirs = appauth_keygen::KeyDirs {
+        private: base.join("out/private"),
+        public: base.join("out/public"),
+        private_per_app: false,
+    };
+    let app = appauth_core::AppId::new("orders").unwrap();
+    appauth_keygen::generate(
+        std::slice::from_ref(&app),
+        2048,
+        &dirs,
+        appauth_keygen::Existing::Refuse,
+    )
+    .unwrap();
+    let key = appauth_core::PrivateKey::from_pem(
+        &fs::read(dirs.private.join("orders_private.pem")).unwrap(),
+    )
+    .unwrap();
+    // A copy the other user can execute whatever the checkout's permissions.
+    let bin = base.join("appauth-server");
+    fs::copy(env!("CARGO_BIN_EXE_appauth-server"), &bin).unwrap();
+    let as_root = fs::metadata("/proc/self").unwrap().uid() == 0;
+    let unprivileged = || {
+        let mut cmd = if as_root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin);
+            c
+        } else {
+            std::process::Command::new(&bin)
+        };
+        cmd.current_dir(base).args(["--keys-dir", "out/public"]);
+        cmd
+    };
+
+    let server = Server::spawn(unprivileged());
+    let token = forge(&key, &claims_for("orders"));
+    let resp = reqwest::Client::new()
+        .get(format!("{}/whoami", server.url))
+        .header("x-token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", server.logs());
+    drop(server);
+
+    // A parent directory closed to others: the real cause, and where to look.
+    fs::set_permissions(base.join("out"), fs::Permissions::from_mode(0o700)).unwrap();
+    let out = unprivileged()
+        .args(["--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ermission denied") && err.contains("every directory above it"),
+        "{err}"
+    );
+    assert!(!err.contains("does not exist"), "{err}");
+}

@@ -30,11 +30,19 @@ impl Server {
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
+        cmd.args(args).envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd`, a command line that ends in the server's arguments
+    /// (the binary itself, or a wrapper such as `setpriv` that runs it),
+    /// adding a free port and two workers.
+    pub fn spawn(mut cmd: Command) -> Server {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
         let mut child = cmd
-            .args(args)
             .args(["--bind", "127.0.0.1:0", "--workers", "2"])
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
