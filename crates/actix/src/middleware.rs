@@ -203,11 +203,11 @@ impl AppAuth {
     /// A path segment written `{name}` matches any one segment, as in an
     /// actix route (`/.well-known/appauth/{app}/jwks.json`).
     /// Only the method given is exempt: `POST /healthz` still needs a token,
-    /// whatever the app behind would do with it.
+    /// whatever the app behind would do with it. Each call adds to the
+    /// routes already exempt, as [`crate::Builder::exempt`] does.
     pub fn exempt<I: IntoIterator<Item = (Method, S)>, S: Into<String>>(self, routes: I) -> Self {
-        let routes: Vec<(Method, String)> =
-            routes.into_iter().map(|(m, p)| (m, p.into())).collect();
-        self.rebuild(|s| s.exempt = routes)
+        let routes = routes.into_iter().map(|(m, p)| (m, p.into()));
+        self.rebuild(|s| s.exempt.extend(routes))
     }
 
     /// Logs every accepted request (app, kid, method, path, status and time
