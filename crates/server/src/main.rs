@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use appauth_actix::shared::{
-    self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, Fallback, RedisConfig,
+    self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, Fallback, RedisConfig, RedisTls,
 };
 use appauth_actix::{DEFAULT_RESCAN_INTERVAL, DEFAULT_TOKEN_CACHE_MB, WatchConfig};
 use appauth_core::{Algorithm, VerifyConfig};
@@ -117,6 +117,46 @@ struct RedisArgs {
     /// Prefix of appauth's keys in Redis, so deployments can share one.
     #[arg(long, env = "APPAUTH_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
     redis_prefix: String,
+    /// PEM CA certificate(s) to trust for a rediss:// URL instead of the
+    /// system's roots.
+    #[arg(long, env = "APPAUTH_REDIS_CA")]
+    redis_ca: Option<PathBuf>,
+    /// PEM certificate to present to a rediss:// Redis that asks clients for
+    /// one (tls-auth-clients yes).
+    #[arg(long, env = "APPAUTH_REDIS_CLIENT_CERT", requires = "redis_client_key")]
+    redis_client_cert: Option<PathBuf>,
+    /// The PEM private key of --redis-client-cert.
+    #[arg(long, env = "APPAUTH_REDIS_CLIENT_KEY", requires = "redis_client_cert")]
+    redis_client_key: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    /// How to reach Redis, with the TLS files read now (a file that cannot
+    /// be read is an error naming it); `None` without --redis-url.
+    fn config(self) -> Result<Option<RedisConfig>, String> {
+        let Some(url) = self.redis_url else {
+            return Ok(None);
+        };
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+        };
+        let ca = match &self.redis_ca {
+            Some(p) => Some(read("--redis-ca", p)?),
+            None => None,
+        };
+        let client = match (&self.redis_client_cert, &self.redis_client_key) {
+            (Some(c), Some(k)) => Some((
+                read("--redis-client-cert", c)?,
+                read("--redis-client-key", k)?,
+            )),
+            _ => None,
+        };
+        Ok(Some(RedisConfig {
+            prefix: self.redis_prefix,
+            tls: RedisTls { ca, client },
+            ..RedisConfig::new(url)
+        }))
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -141,11 +181,19 @@ enum Command {
 }
 
 fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> ExitCode {
-    let Some(url) = redis.redis_url else {
-        eprintln!("appauth-server revoke: error: --redis-url (or APPAUTH_REDIS_URL) is required");
-        return ExitCode::from(2);
+    let config = match redis.config() {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            eprintln!(
+                "appauth-server revoke: error: --redis-url (or APPAUTH_REDIS_URL) is required"
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("appauth-server revoke: error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let prefix = &redis.redis_prefix;
     let told = |s: &shared::Stored| {
         format!(
             "{} replica(s) notified now, the others apply it when they next read Redis \
@@ -155,13 +203,13 @@ fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> E
         )
     };
     let result = match (rule, list) {
-        (_, true) => shared::list_revocations(&url, prefix).map(|lines| {
+        (_, true) => shared::list_revocations(&config).map(|lines| {
             for line in &lines {
                 println!("{line}");
             }
             eprintln!("{} rule(s) in Redis", lines.len());
         }),
-        (Some(rule), false) if remove => shared::lift_revocation(&url, prefix, &rule).map(|s| {
+        (Some(rule), false) if remove => shared::lift_revocation(&config, &rule).map(|s| {
             if s.changed {
                 eprintln!("lifted '{}'; {}", s.rule, told(&s));
             } else {
@@ -173,7 +221,7 @@ fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> E
                 );
             }
         }),
-        (Some(rule), false) => shared::store_revocation(&url, prefix, &rule).map(|s| {
+        (Some(rule), false) => shared::store_revocation(&config, &rule).map(|s| {
             let already = if s.changed { "" } else { " (it already was)" };
             eprintln!("stored '{}'{already}; {}", s.rule, told(&s));
         }),
@@ -202,6 +250,18 @@ fn main() -> ExitCode {
     let Some(keys_dir) = args.keys_dir else {
         eprintln!("appauth-server: error: --keys-dir (or APPAUTH_KEYS_DIR) is required");
         return ExitCode::from(2);
+    };
+    let redis = match args.redis.config() {
+        Ok(redis) => redis.map(|r| RedisConfig {
+            fallback: args.redis_fallback,
+            timeout: Duration::from_millis(args.redis_timeout_ms),
+            revocation_resync: Duration::from_millis(args.redis_resync_ms),
+            ..r
+        }),
+        Err(e) => {
+            eprintln!("appauth-server: error: {e}");
+            return ExitCode::from(2);
+        }
     };
     if !args.check_config {
         appauth_server::init_logging(args.log_json);
@@ -232,13 +292,7 @@ fn main() -> ExitCode {
         log_json: args.log_json,
         access_log: args.access_log,
         serve_jwks: args.serve_jwks,
-        redis: args.redis.redis_url.map(|url| RedisConfig {
-            url,
-            prefix: args.redis.redis_prefix,
-            fallback: args.redis_fallback,
-            timeout: Duration::from_millis(args.redis_timeout_ms),
-            revocation_resync: Duration::from_millis(args.redis_resync_ms),
-        }),
+        redis,
     };
     if args.check_config {
         return match appauth_server::check_config(&config) {

@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,19 +74,66 @@ pub struct Redis {
     child: Option<Child>,
     /// The port it listens on.
     pub port: u16,
+    /// The TLS port, for one started with [`Redis::start_tls`].
+    pub tls_port: Option<u16>,
+    args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Redis {
     /// Starts one.
     pub fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis { child: None, port };
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            tls_port: None,
+            args: Vec::new(),
+        };
         redis.restart();
         redis
+    }
+
+    /// Starts one that also listens with TLS on [`Redis::tls_url`], with
+    /// this certificate and key, and asks every TLS client for a
+    /// certificate signed by `ca` (`tls-auth-clients yes`, Redis's default).
+    /// The plain port stays open for [`Redis::command`].
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Redis {
+        let tls_port = free_port();
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            tls_port: Some(tls_port),
+            args: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                path(cert),
+                "--tls-key-file".into(),
+                path(key),
+                "--tls-ca-cert-file".into(),
+                path(ca),
+                "--tls-auth-clients".into(),
+                "yes".into(),
+            ],
+        };
+        redis.restart();
+        redis
+    }
+
+    /// `rediss://127.0.0.1:<tls port>`, for one started with TLS.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("started with TLS")
+        )
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -129,6 +176,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

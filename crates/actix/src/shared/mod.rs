@@ -73,11 +73,34 @@ impl Fallback {
     }
 }
 
+/// Trust and identity for `rediss://` URLs (feature `redis-tls`).
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// PEM CA certificates to trust instead of the system's roots (a Redis
+    /// whose certificate a private CA signed).
+    pub ca: Option<Vec<u8>>,
+    /// PEM certificate chain and PEM private key this replica presents, for
+    /// a Redis that asks clients for one (`tls-auth-clients yes`).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca.is_some())
+            .field("client", &self.client.is_some())
+            .finish()
+    }
+}
+
 /// How to reach Redis and what to do without it.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (or `rediss://` for TLS).
+    /// `redis://host:port/db`, or `rediss://` for TLS (feature `redis-tls`).
     pub url: String,
+    /// For a `rediss://` URL: whom to trust and what to present; the
+    /// default trusts the system's roots and presents nothing.
+    pub tls: RedisTls,
     /// Key prefix, so several deployments can share one Redis.
     pub prefix: String,
     /// What rate limits do while Redis is unreachable.
@@ -96,11 +119,48 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: RedisTls::default(),
             prefix: DEFAULT_REDIS_PREFIX.into(),
             fallback: Fallback::Share(1.0),
             timeout: DEFAULT_REDIS_TIMEOUT,
             revocation_resync: DEFAULT_REVOCATION_RESYNC,
         }
+    }
+}
+
+impl RedisConfig {
+    /// The client for this URL and TLS setting; nothing is connected yet.
+    pub(crate) fn client(&self) -> Result<redis::Client, SharedError> {
+        let url = redacted(&self.url);
+        let tls_url = self.url.starts_with("rediss://");
+        let custom = self.tls.ca.is_some() || self.tls.client.is_some();
+        if custom && !tls_url {
+            return Err(SharedError::Tls {
+                url,
+                problem: "a CA or client certificate for Redis needs a rediss:// URL".into(),
+            });
+        }
+        if tls_url && !cfg!(feature = "redis-tls") {
+            return Err(SharedError::Tls {
+                url,
+                problem: "this build has no TLS for Redis (the library's redis-tls feature)".into(),
+            });
+        }
+        #[cfg(feature = "redis-tls")]
+        if custom {
+            let certificates = redis::TlsCertificates {
+                client_tls: self.tls.client.clone().map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: self.tls.ca.clone(),
+            };
+            return redis::Client::build_with_tls(self.url.as_str(), certificates)
+                .map_err(|source| SharedError::Url { url, source });
+        }
+        redis::Client::open(self.url.as_str()).map_err(|source| SharedError::Url { url, source })
     }
 }
 
@@ -133,6 +193,14 @@ pub enum SharedError {
     /// A revocation line that does not parse.
     #[error("{0}")]
     BadLine(String),
+    /// The TLS settings do not fit the URL or the build.
+    #[error("--redis-url {url}: {problem}")]
+    Tls {
+        /// The URL (password hidden).
+        url: String,
+        /// What does not fit.
+        problem: String,
+    },
 }
 
 /// `redis://user:secret@host` → `redis://user:***@host`, for messages.
@@ -181,11 +249,7 @@ impl Shared {
     /// so an embedding app's runtime is not involved) and returns at once:
     /// the replica is in fallback mode until Redis first answers.
     pub fn start(config: RedisConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, SharedError> {
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|source| SharedError::Url {
-                url: redacted(&config.url),
-                source,
-            })?;
+        let client = config.client()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -301,6 +365,17 @@ impl Shared {
 /// backoff (100 ms to 5 s) and returns to global mode when Redis answers.
 async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
     let mut backoff = Duration::from_millis(100);
+    // Why connecting failed, said once at WARN (a wrong CA or password is a
+    // cause an operator must see), then at DEBUG while it stays the same.
+    let mut said: Option<String> = None;
+    let tell = |said: &mut Option<String>, why: String| {
+        if said.as_deref() == Some(&why) {
+            tracing::debug!(error = %why, "Redis connect failed");
+        } else {
+            tracing::warn!(error = %why, "cannot connect to Redis; retrying");
+            *said = Some(why);
+        }
+    };
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
@@ -316,9 +391,12 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
             )
             .await
             {
-                Ok(Ok(conn)) => this.conn.store(Some(Arc::new(conn))),
-                Ok(Err(e)) => tracing::debug!(error = %e, "Redis connect failed"),
-                Err(_) => tracing::debug!("Redis connect timed out"),
+                Ok(Ok(conn)) => {
+                    this.conn.store(Some(Arc::new(conn)));
+                    said = None;
+                }
+                Ok(Err(e)) => tell(&mut said, e.to_string()),
+                Err(_) => tell(&mut said, format!("no connection within {:?}", timeout * 4)),
             }
         }
         let healthy = match this.connection() {

@@ -29,7 +29,7 @@ use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
-use super::{Shared, SharedError, redacted};
+use super::{RedisConfig, Shared, SharedError, redacted};
 use crate::revocation::RevocationList;
 
 /// How often a replica reads the whole set again by default, in case its
@@ -373,28 +373,28 @@ pub struct Stored {
     pub listening: usize,
 }
 
-/// Stores `rule` (the revocation file's format) in Redis and notifies every
-/// replica.
-pub fn store_revocation(url: &str, prefix: &str, rule: &str) -> Result<Stored, SharedError> {
-    change(url, prefix, "revoke", rule)
+/// Stores `rule` (the revocation file's format) in the Redis of `config`
+/// and notifies every replica.
+pub fn store_revocation(config: &RedisConfig, rule: &str) -> Result<Stored, SharedError> {
+    change(config, "revoke", rule)
 }
 
 /// Lifts `rule` from Redis's revocations and notifies every replica. A rule
 /// a replica also has in its revocation file stays in force there.
-pub fn lift_revocation(url: &str, prefix: &str, rule: &str) -> Result<Stored, SharedError> {
-    change(url, prefix, "lift", rule)
+pub fn lift_revocation(config: &RedisConfig, rule: &str) -> Result<Stored, SharedError> {
+    change(config, "lift", rule)
 }
 
-fn change(url: &str, prefix: &str, verb: &str, rule: &str) -> Result<Stored, SharedError> {
+fn change(config: &RedisConfig, verb: &str, rule: &str) -> Result<Stored, SharedError> {
     let rule = canonical_rule(rule)?;
-    let mut conn = sync_connection(url)?;
+    let mut conn = sync_connection(config)?;
     let script = redis::Script::new(LUA_CHANGE);
-    let mut call = Keys::new(prefix).script(&script);
+    let mut call = Keys::new(&config.prefix).script(&script);
     call.arg(verb).arg(&rule);
     let (changed, listening): (i64, usize) =
         call.invoke(&mut conn)
             .map_err(|source| SharedError::Command {
-                url: redacted(url),
+                url: redacted(&config.url),
                 source,
             })?;
     Ok(Stored {
@@ -405,28 +405,25 @@ fn change(url: &str, prefix: &str, verb: &str, rule: &str) -> Result<Stored, Sha
 }
 
 /// The revocation rules stored in Redis, sorted.
-pub fn list_revocations(url: &str, prefix: &str) -> Result<Vec<String>, SharedError> {
-    let mut conn = sync_connection(url)?;
+pub fn list_revocations(config: &RedisConfig) -> Result<Vec<String>, SharedError> {
+    let mut conn = sync_connection(config)?;
     let mut lines: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(Keys::new(prefix).rules)
+        .arg(Keys::new(&config.prefix).rules)
         .query(&mut conn)
         .map_err(|source| SharedError::Command {
-            url: redacted(url),
+            url: redacted(&config.url),
             source,
         })?;
     lines.sort();
     Ok(lines)
 }
 
-fn sync_connection(url: &str) -> Result<redis::Connection, SharedError> {
-    let client = redis::Client::open(url).map_err(|source| SharedError::Url {
-        url: redacted(url),
-        source,
-    })?;
-    client
+fn sync_connection(config: &RedisConfig) -> Result<redis::Connection, SharedError> {
+    config
+        .client()?
         .get_connection_with_timeout(Duration::from_secs(5))
         .map_err(|source| SharedError::Command {
-            url: redacted(url),
+            url: redacted(&config.url),
             source,
         })
 }

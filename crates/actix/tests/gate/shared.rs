@@ -78,7 +78,7 @@ async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
 
     // A revocation stored once reaches both within a second.
     let jti_token = with_jti(&key, "j-1");
-    let listening = store_revocation(&redis.url(), "appauth", "jti j-1")
+    let listening = store_revocation(&RedisConfig::new(redis.url()), "jti j-1")
         .unwrap()
         .listening;
     assert_eq!(listening, 2);
@@ -106,13 +106,9 @@ fn orders_key(dir: &std::path::Path) -> PrivateKey {
 }
 
 /// Waits until a replica has written `rule` back to a Redis that lost it.
-async fn written_back(url: &str, rule: &str, within: Duration) {
+async fn written_back(config: &RedisConfig, rule: &str, within: Duration) {
     let since = Instant::now();
-    while !list_revocations(url, "appauth")
-        .unwrap()
-        .iter()
-        .any(|r| r == rule)
-    {
+    while !list_revocations(config).unwrap().iter().any(|r| r == rule) {
         assert!(
             since.elapsed() < within,
             "{rule} not written back to Redis within {within:?}"
@@ -192,15 +188,15 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
 
     // Revoked, then lifted, each seen by both within a second. The rule is
     // stored in one spelling, so the lift matches however it was typed.
-    let stored = store_revocation(&url, "appauth", "jti   j-1   # leaked").unwrap();
+    let stored = store_revocation(&config, "jti   j-1   # leaked").unwrap();
     assert_eq!(stored.rule, "jti j-1");
     assert!(stored.changed);
     both_answer!("j-1", 401, second, "revocation");
-    let lifted = lift_revocation(&url, "appauth", "jti j-1").unwrap();
+    let lifted = lift_revocation(&config, "jti j-1").unwrap();
     assert!(lifted.changed, "{lifted:?}");
     assert_eq!(lifted.listening, 2);
     both_answer!("j-1", 200, second, "lift");
-    let again = lift_revocation(&url, "appauth", "jti j-1").unwrap();
+    let again = lift_revocation(&config, "jti j-1").unwrap();
     assert!(!again.changed, "a second lift says the rule was not there");
 
     // A rule added by hand, with no message, arrives with the periodic read.
@@ -213,11 +209,11 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
     redis
         .command(&["SREM", "appauth:revocations", "jti j-2"])
         .unwrap();
-    written_back(&url, "jti j-2", second).await;
+    written_back(&config, "jti j-2", second).await;
     both_answer!("j-2", 401, Duration::ZERO, "removal by hand must not lift");
-    lift_revocation(&url, "appauth", "jti j-2").unwrap();
+    lift_revocation(&config, "jti j-2").unwrap();
     both_answer!("j-2", 200, second, "lift");
-    store_revocation(&url, "appauth", "jti j-3").unwrap();
+    store_revocation(&config, "jti j-3").unwrap();
     both_answer!("j-3", 401, second, "revocation");
 
     // Redis restored from an older snapshot: the rule is gone and the
@@ -237,18 +233,18 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
     redis
         .command(&["HSET", "appauth:revocations:generation", "version", &older])
         .unwrap();
-    written_back(&url, "jti j-3", second).await;
+    written_back(&config, "jti j-3", second).await;
     both_answer!("j-3", 401, Duration::ZERO, "rollback must not lift");
 
     // Redis restarted empty: still refused, and the rule is back in Redis
     // once the replicas reconnect. A lift in the new generation holds.
     redis.restart();
     both_answer!("j-3", 401, Duration::ZERO, "restart must not lift");
-    written_back(&url, "jti j-3", Duration::from_secs(10)).await;
-    assert_eq!(list_revocations(&url, "appauth").unwrap(), ["jti j-3"]);
-    lift_revocation(&url, "appauth", "jti j-3").unwrap();
+    written_back(&config, "jti j-3", Duration::from_secs(10)).await;
+    assert_eq!(list_revocations(&config).unwrap(), ["jti j-3"]);
+    lift_revocation(&config, "jti j-3").unwrap();
     both_answer!("j-3", 200, second, "lift after the restart");
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    assert!(list_revocations(&url, "appauth").unwrap().is_empty());
+    assert!(list_revocations(&config).unwrap().is_empty());
     both_answer!("j-3", 200, Duration::ZERO, "lift undone by a periodic read");
 }

@@ -13,22 +13,27 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use crate::util::{Server, add_app, eventually};
 use crate::{claims_for, forge};
 
-struct Ca {
+pub(crate) struct Ca {
     params: CertificateParams,
     key: KeyPair,
-    pem: String,
+    pub(crate) pem: String,
 }
 
-fn ca() -> Ca {
+pub(crate) fn ca() -> Ca {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    // OpenSSL (Redis's TLS) matches an issuer by name: an empty one matches
+    // nothing.
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "appauth test CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let pem = params.self_signed(&key).unwrap().pem();
     Ca { params, key, pem }
 }
 
 /// A server certificate for 127.0.0.1 signed by `ca`, written to `dir`.
-fn issue(
+pub(crate) fn issue(
     ca: &Ca,
     dir: &Path,
     serial: u64,

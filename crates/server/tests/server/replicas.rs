@@ -112,9 +112,13 @@ async fn all_answer(urls: &[String], token: &str, status: u16, within: Duration)
 }
 
 fn revoke(redis: &Redis, args: &[&str]) -> std::process::Output {
+    revoke_with(&["--redis-url", &redis.url()], args)
+}
+
+fn revoke_with(redis_args: &[&str], args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_appauth-server"))
         .arg("revoke")
-        .args(["--redis-url", &redis.url()])
+        .args(redis_args)
         .args(args)
         .output()
         .unwrap()
@@ -420,4 +424,98 @@ async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
     assert!(accepted > 10 * refused, "{statuses:?}");
     redis.resume();
     assert!(in_mode(&server, GLOBAL, Duration::from_secs(8)).await);
+}
+
+/// Managed Redis services speak TLS (some only TLS). A replica and the
+/// revoke command reach a Redis that asks for a client certificate, through
+/// a private CA. Without the CA the replica serves in fallback mode and says
+/// why, the command fails naming the certificate problem, and a CA given
+/// with a plain URL stops the server at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_and_the_revoke_command_reach_redis_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = super::deploy::ca();
+    let (server_dir, client_dir) = (dir.path().join("server"), dir.path().join("client"));
+    fs::create_dir(&server_dir).unwrap();
+    fs::create_dir(&client_dir).unwrap();
+    let (cert, key) = super::deploy::issue(&ca, &server_dir, 1, 2090);
+    let (client_cert, client_key) = super::deploy::issue(&ca, &client_dir, 2, 2090);
+    let ca_file = dir.path().join("ca.pem");
+    fs::write(&ca_file, &ca.pem).unwrap();
+    let redis = Redis::start_tls(&cert, &key, &ca_file);
+    let keys = dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let app_key = add_app(&keys, "svc");
+    let url = redis.tls_url();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca_arg, cert_arg, key_arg) = (path(&ca_file), path(&client_cert), path(&client_key));
+    let client_args = [
+        "--redis-client-cert",
+        cert_arg.as_str(),
+        "--redis-client-key",
+        key_arg.as_str(),
+    ];
+    let mut tls_args = vec!["--redis-url", url.as_str(), "--redis-ca", ca_arg.as_str()];
+    tls_args.extend(client_args);
+
+    let server = Server::start(&keys, &tls_args);
+    assert!(
+        in_mode(&server, GLOBAL, Duration::from_secs(8)).await,
+        "{}",
+        server.logs()
+    );
+    let out = revoke_with(&tls_args, &["jti t-1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 replica(s) notified"));
+    let token = forge(
+        &app_key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
+    );
+    all_answer(
+        std::slice::from_ref(&server.url),
+        &token,
+        401,
+        Duration::from_secs(1),
+    )
+    .await;
+
+    // Without the CA: the system's roots do not know it.
+    let mut no_ca = vec!["--redis-url", url.as_str()];
+    no_ca.extend(client_args);
+    let out = revoke_with(&no_ca, &["--list"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("certificate"), "{said}");
+    let untrusting = Server::start(&keys, &no_ca);
+    let fresh = forge(
+        &app_key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300 }),
+    );
+    assert_eq!(status_with(&untrusting.url, "/users", &fresh).await, 200);
+    assert!(in_mode(&untrusting, FALLBACK, Duration::from_secs(1)).await);
+    let since = Instant::now();
+    while !(untrusting.logs().contains("cannot connect to Redis")
+        && untrusting.logs().contains("certificate"))
+    {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the certificate problem is not logged: {}",
+            untrusting.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A CA for a plain URL is a mistake worth stopping for.
+    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args([
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .args(["--redis-url", &redis.url(), "--redis-ca", &ca_arg])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a rediss:// URL"));
 }
