@@ -100,6 +100,19 @@ impl Redis {
         redis
     }
 
+    /// Starts one with extra `redis-server` arguments (for example
+    /// `--requirepass`).
+    pub fn start_with(args: &[&str]) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            tls_port: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        redis.restart();
+        redis
+    }
+
     /// Starts one that also listens with TLS on [`Redis::tls_url`], with
     /// this certificate and key, and asks every TLS client for a
     /// certificate signed by `ca` (`tls-auth-clients yes`, Redis's default).
@@ -184,7 +197,11 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.command(&["PING"]).is_some_and(|r| r.contains("PONG")) {
+            // A Redis with a password answers NOAUTH: it is up all the same.
+            if self
+                .command(&["PING"])
+                .is_some_and(|r| r.contains("PONG") || r.contains("NOAUTH"))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

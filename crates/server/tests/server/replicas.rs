@@ -519,3 +519,60 @@ async fn replicas_and_the_revoke_command_reach_redis_over_tls() {
     assert!(!out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a rediss:// URL"));
 }
+
+/// A Redis with a password: the password in the URL (from a Secret, through
+/// `APPAUTH_REDIS_URL`) is used, and neither it nor a wrong one is ever
+/// written to the log, which says why the replica cannot connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_is_used_and_never_logged() {
+    let redis = Redis::start_with(&["--requirepass", "s3cret-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    add_app(dir.path(), "svc");
+    let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", redis.port);
+
+    let right = Server::launch(
+        None,
+        &[("APPAUTH_REDIS_URL", &url("s3cret-pw"))],
+        &["--keys-dir", dir.path().to_str().unwrap()],
+    );
+    assert!(
+        in_mode(&right, GLOBAL, Duration::from_secs(8)).await,
+        "{}",
+        right.logs()
+    );
+    let out = revoke_with(&["--redis-url", &url("s3cret-pw")], &["jti t-1"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let wrong = Server::launch(
+        None,
+        &[("APPAUTH_REDIS_URL", &url("not-the-pw"))],
+        &["--keys-dir", dir.path().to_str().unwrap()],
+    );
+    let since = Instant::now();
+    while !wrong.logs().contains("cannot connect to Redis") {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "no reason logged: {}",
+            wrong.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(in_mode(&wrong, FALLBACK, Duration::from_secs(1)).await);
+    let out = revoke_with(&["--redis-url", &url("not-the-pw")], &["--list"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    for log in [right.logs(), wrong.logs(), said.into_owned()] {
+        assert!(
+            !log.contains("s3cret-pw") && !log.contains("not-the-pw"),
+            "a password in a message: {log}"
+        );
+    }
+    eprintln!(
+        "{}",
+        wrong
+            .logs()
+            .lines()
+            .find(|l| l.contains("cannot connect"))
+            .unwrap()
+    );
+}
