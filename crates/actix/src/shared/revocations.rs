@@ -320,7 +320,7 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
                     if !restored.is_empty() {
                         tracing::warn!(
                             rules = ?restored,
-                            "Redis had lost revocations this replica holds (restarted empty, restored from an older snapshot, or replaced); put them back"
+                            "Redis had lost revocations this replica holds (restarted empty, restored from an older snapshot, replaced, a key evicted, or a rule removed by hand); put them back"
                         );
                     }
                     let change = this.revocations.adopt(id, version, rules);
