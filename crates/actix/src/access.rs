@@ -12,7 +12,7 @@ use aws_lc_rs::digest;
 use parking_lot::Mutex;
 
 use crate::policy::{Decision, Policy};
-use crate::revocation::{RevocationList, RevokedBy};
+use crate::revocation::{ConfigError, RevocationList, RevokedBy};
 use appauth_core::Fingerprint;
 
 /// The default revocation file name, in the keys directory.
@@ -148,6 +148,141 @@ fn read_if_changed(
     read_text(path).map(Some)
 }
 
+/// One of the files access control follows: what differs between them.
+/// Reading, fingerprints, versions and keeping the last good state are
+/// written once, in [`read_rules`] and [`AccessControl::reload`].
+trait RulesFile: Sized {
+    /// Its name in events and metrics.
+    const FILE: &'static str;
+    /// Its name in log lines.
+    const WHAT: &'static str;
+    /// What to do about it when it cannot be read (for the log line).
+    const UNREADABLE: &'static str;
+    /// What its removal means, when [`RulesFile::absent`] allows it.
+    const REMOVED: &'static str;
+    fn parse(name: &str, text: &str, local_share: f64) -> Result<Self, Vec<ConfigError>>;
+    /// What no file means, if anything: no revocations, or (for a policy
+    /// that was named) nothing, which is an error.
+    fn absent() -> Option<Self>;
+    /// How many rules it holds, where that is worth a metric.
+    fn rules(&self) -> Option<usize>;
+}
+
+impl RulesFile for RevocationList {
+    const FILE: &'static str = "revocations";
+    const WHAT: &'static str = "revocation list";
+    const UNREADABLE: &'static str = "the previous list stays in force";
+    const REMOVED: &'static str = "revocation file removed: no token is revoked now";
+    fn parse(name: &str, text: &str, _: f64) -> Result<Self, Vec<ConfigError>> {
+        RevocationList::parse(name, text)
+    }
+    fn absent() -> Option<Self> {
+        Some(RevocationList::default())
+    }
+    fn rules(&self) -> Option<usize> {
+        Some(self.len())
+    }
+}
+
+impl RulesFile for Policy {
+    const FILE: &'static str = "policy";
+    const WHAT: &'static str = "policy";
+    const UNREADABLE: &'static str = "the previous policy stays in force \
+        (to run without a policy, restart without --policy)";
+    const REMOVED: &'static str = "policy file removed";
+    fn parse(name: &str, text: &str, local_share: f64) -> Result<Self, Vec<ConfigError>> {
+        Policy::parse_with_local_share(name, text, local_share)
+    }
+    fn absent() -> Option<Self> {
+        None
+    }
+    fn rules(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// What reading one rules file gave.
+enum Read<T> {
+    /// The same file as at `seen`, or still no file.
+    Unchanged,
+    /// Rules to put in force, and the event that says so.
+    Loaded(T, ConfigEvent),
+    /// No file: its [`RulesFile::absent`] rules, and the event.
+    Gone(T, ConfigEvent),
+    /// The file does not parse: every problem.
+    Invalid(Vec<ConfigError>),
+    /// The file cannot be read.
+    Unreadable(std::io::Error),
+}
+
+/// A first read, where every problem is an error.
+fn strictly<T>(
+    read: Read<T>,
+    path: &Path,
+    events: &mut Vec<ConfigEvent>,
+    errors: &mut Vec<ConfigFileError>,
+) -> Option<T> {
+    match read {
+        Read::Loaded(value, event) | Read::Gone(value, event) => {
+            events.push(event);
+            Some(value)
+        }
+        Read::Unchanged => None,
+        Read::Invalid(e) => {
+            errors.extend(e.into_iter().map(ConfigFileError::from));
+            None
+        }
+        Read::Unreadable(source) => {
+            errors.push(ConfigFileError::Read {
+                path: path.to_owned(),
+                source,
+            });
+            None
+        }
+    }
+}
+
+/// Reads the rules at `path` unless `seen` says they are unchanged, and
+/// moves `seen` on. A file that is gone is its [`RulesFile::absent`] rules
+/// once (the first time it is found gone), or unreadable when it has none.
+fn read_rules<T: RulesFile>(
+    path: &Path,
+    seen: &mut Option<Fingerprint>,
+    first: bool,
+    local_share: f64,
+) -> Read<T> {
+    match read_if_changed(path, *seen) {
+        Ok(None) => Read::Unchanged,
+        Ok(Some((text, fp))) => {
+            *seen = Some(fp);
+            match T::parse(&path.display().to_string(), &text, local_share) {
+                Ok(value) => {
+                    let event = ConfigEvent::InForce {
+                        file: T::FILE,
+                        version: content_version(text.as_bytes()),
+                        rules: value.rules(),
+                    };
+                    Read::Loaded(value, event)
+                }
+                Err(e) => Read::Invalid(e),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match T::absent() {
+            Some(value) if seen.take().is_some() || first => {
+                let event = ConfigEvent::InForce {
+                    file: T::FILE,
+                    version: "none".into(),
+                    rules: value.rules(),
+                };
+                Read::Gone(value, event)
+            }
+            Some(_) => Read::Unchanged,
+            None => Read::Unreadable(e),
+        },
+        Err(e) => Read::Unreadable(e),
+    }
+}
+
 impl AccessControl {
     /// Loads both files strictly: any problem is an error, for start-up and
     /// `--check-config`. A missing revocation file is an empty list; a
@@ -168,73 +303,27 @@ impl AccessControl {
     ) -> Result<(Self, Vec<ConfigEvent>), Vec<ConfigFileError>> {
         let mut errors = Vec::new();
         let mut events = Vec::new();
-        let in_force = |file, version: String, rules| ConfigEvent::InForce {
-            file,
-            version,
-            rules,
-        };
         let mut seen = Seen::default();
-        let revocations = match read_text(&revocations_path) {
-            Ok((text, fp)) => {
-                seen.revocations = Some(fp);
-                match RevocationList::parse(&revocations_path.display().to_string(), &text) {
-                    Ok(list) => {
-                        events.push(in_force(
-                            "revocations",
-                            content_version(text.as_bytes()),
-                            Some(list.len()),
-                        ));
-                        list
-                    }
-                    Err(e) => {
-                        errors.extend(e.into_iter().map(ConfigFileError::from));
-                        RevocationList::default()
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                events.push(in_force("revocations", "none".into(), Some(0)));
-                RevocationList::default()
-            }
-            Err(source) => {
-                errors.push(ConfigFileError::Read {
-                    path: revocations_path.clone(),
-                    source,
-                });
-                RevocationList::default()
-            }
-        };
+        let read = read_rules::<RevocationList>(
+            &revocations_path,
+            &mut seen.revocations,
+            true,
+            local_share,
+        );
+        let revocations = strictly(read, &revocations_path, &mut events, &mut errors);
         let policy = match &policy_path {
             None => {
-                events.push(in_force("policy", "none".into(), None));
+                events.push(ConfigEvent::InForce {
+                    file: Policy::FILE,
+                    version: "none".into(),
+                    rules: None,
+                });
                 None
             }
-            Some(path) => match read_text(path) {
-                Ok((text, fp)) => {
-                    seen.policy = Some(fp);
-                    match Policy::parse_with_local_share(
-                        &path.display().to_string(),
-                        &text,
-                        local_share,
-                    ) {
-                        Ok(p) => {
-                            events.push(in_force("policy", content_version(text.as_bytes()), None));
-                            Some(Arc::new(p))
-                        }
-                        Err(e) => {
-                            errors.extend(e.into_iter().map(ConfigFileError::from));
-                            None
-                        }
-                    }
-                }
-                Err(source) => {
-                    errors.push(ConfigFileError::Read {
-                        path: path.clone(),
-                        source,
-                    });
-                    None
-                }
-            },
+            Some(path) => {
+                let read = read_rules::<Policy>(path, &mut seen.policy, true, local_share);
+                strictly(read, path, &mut events, &mut errors).map(Arc::new)
+            }
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -242,7 +331,7 @@ impl AccessControl {
         let access = Self {
             revocations_path,
             policy_path,
-            revocations: ArcSwap::from_pointee(revocations),
+            revocations: ArcSwap::from_pointee(revocations.unwrap_or_default()),
             policy: ArcSwapOption::new(policy),
             seen: Mutex::new(seen),
             local_share,
@@ -269,90 +358,48 @@ impl AccessControl {
     /// Re-reads whichever of the two files changed since last read, and
     /// says what changed.
     pub fn reload_changed(&self) -> Vec<ConfigEvent> {
+        let mut seen = self.seen.lock();
         let mut events = Vec::new();
-        events.extend(self.reload_revocations());
-        if self.policy_path.is_some() {
-            events.extend(self.reload_policy());
+        events.extend(self.reload(
+            &self.revocations_path,
+            &mut seen.revocations,
+            |list: RevocationList| self.revocations.store(Arc::new(list)),
+        ));
+        if let Some(path) = &self.policy_path {
+            events.extend(self.reload(path, &mut seen.policy, |policy: Policy| {
+                self.policy.store(Some(Arc::new(policy)));
+            }));
         }
         events
     }
 
-    fn reload_revocations(&self) -> Option<ConfigEvent> {
-        let path = &self.revocations_path;
-        let mut seen = self.seen.lock();
-        let file = "revocations";
-        match read_if_changed(path, seen.revocations) {
-            Ok(None) => None,
-            Ok(Some((text, fp))) => {
-                seen.revocations = Some(fp);
-                match RevocationList::parse(&path.display().to_string(), &text) {
-                    Ok(list) => {
-                        tracing::info!(file = %path.display(), rules = list.len(), "revocation list reloaded");
-                        let rules = Some(list.len());
-                        self.revocations.store(Arc::new(list));
-                        Some(ConfigEvent::InForce {
-                            file,
-                            version: content_version(text.as_bytes()),
-                            rules,
-                        })
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %joined(&e), "revocation list NOT reloaded; the previous list stays in force");
-                        Some(ConfigEvent::Refused { file })
-                    }
-                }
+    /// Reloads one file: puts its rules in force with `store`, or keeps the
+    /// last good ones and says why.
+    fn reload<T: RulesFile>(
+        &self,
+        path: &Path,
+        seen: &mut Option<Fingerprint>,
+        store: impl FnOnce(T),
+    ) -> Option<ConfigEvent> {
+        let file = T::FILE;
+        match read_rules::<T>(path, seen, false, self.local_share) {
+            Read::Unchanged => None,
+            Read::Loaded(value, event) => {
+                tracing::info!(file = %path.display(), rules = value.rules(), "{} reloaded", T::WHAT);
+                store(value);
+                Some(event)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                seen.revocations.take()?;
-                tracing::warn!(file = %path.display(), "revocation file removed: no token is revoked now");
-                self.revocations.store(Arc::new(RevocationList::default()));
-                Some(ConfigEvent::InForce {
-                    file,
-                    version: "none".into(),
-                    rules: Some(0),
-                })
+            Read::Gone(value, event) => {
+                tracing::warn!(file = %path.display(), "{}", T::REMOVED);
+                store(value);
+                Some(event)
             }
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "cannot read the revocation file; the previous list stays in force");
+            Read::Invalid(e) => {
+                tracing::error!(error = %joined(&e), "{} NOT reloaded; the previous {} stays in force", T::WHAT, T::WHAT);
                 Some(ConfigEvent::Refused { file })
             }
-        }
-    }
-
-    fn reload_policy(&self) -> Option<ConfigEvent> {
-        let path = self.policy_path.as_ref()?;
-        let mut seen = self.seen.lock();
-        let file = "policy";
-        match read_if_changed(path, seen.policy) {
-            Ok(None) => None,
-            Ok(Some((text, fp))) => {
-                seen.policy = Some(fp);
-                match Policy::parse_with_local_share(
-                    &path.display().to_string(),
-                    &text,
-                    self.local_share,
-                ) {
-                    Ok(policy) => {
-                        tracing::info!(file = %path.display(), "policy reloaded");
-                        self.policy.store(Some(Arc::new(policy)));
-                        Some(ConfigEvent::InForce {
-                            file,
-                            version: content_version(text.as_bytes()),
-                            rules: None,
-                        })
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %joined(&e), "policy NOT reloaded; the previous policy stays in force");
-                        Some(ConfigEvent::Refused { file })
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(
-                    file = %path.display(), error = %e,
-                    "cannot read the policy file; the previous policy stays in force \
-                     (to run without a policy, restart without --policy)"
-                );
+            Read::Unreadable(e) => {
+                tracing::error!(file = %path.display(), error = %e, "cannot read the {} file; {}", T::WHAT, T::UNREADABLE);
                 Some(ConfigEvent::Refused { file })
             }
         }
