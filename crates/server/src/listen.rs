@@ -368,38 +368,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
 mod tests {
     use super::*;
 
+    /// Bytes read from the caller, or written to it.
+    enum Step {
+        Saw(&'static [u8]),
+        Wrote(&'static [u8]),
+    }
+    use Step::{Saw, Wrote};
+
+    /// Feeds each step to a watched connection and checks the phase after it.
+    fn phases(steps: &[(Step, Phase)]) {
+        let mut d = HeadDeadline::new((), Some(Duration::from_secs(5)));
+        for (i, (step, want)) in steps.iter().enumerate() {
+            match step {
+                Saw(bytes) => d.saw(bytes),
+                Wrote(bytes) => d.wrote(bytes),
+            }
+            assert_eq!(d.phase, *want, "after step {i}");
+        }
+    }
+
     #[tokio::test]
     async fn leading_blank_lines_are_timed_but_do_not_end_a_head() {
-        let mut d = HeadDeadline::new((), Some(Duration::from_secs(5)));
-        d.saw(b"\r\n\r\n");
-        assert_eq!(d.phase, Phase::Head);
-        d.saw(b"\r\n\r\nGET / HTTP/1.1\r\n");
-        assert_eq!(d.phase, Phase::Head);
-        d.saw(b"\r\n");
-        assert_eq!(d.phase, Phase::Request);
+        phases(&[
+            (Saw(b"\r\n\r\n"), Phase::Head),
+            (Saw(b"\r\n\r\nGET / HTTP/1.1\r\n"), Phase::Head),
+            (Saw(b"\r\n"), Phase::Request),
+        ]);
     }
 
     #[tokio::test]
     async fn heads_are_found_across_reads_and_line_endings() {
-        let mut d = HeadDeadline::new((), Some(Duration::from_secs(5)));
-        d.saw(b"GET / HTTP/1.1\r\nhost: x\r");
-        assert_eq!(d.phase, Phase::Head);
-        d.saw(b"\n\r");
-        assert_eq!(d.phase, Phase::Head);
-        d.saw(b"\n");
-        assert_eq!(d.phase, Phase::Request);
-        // Body bytes are not a head.
-        d.saw(b"\r\n\r\nbody");
-        assert_eq!(d.phase, Phase::Request);
-        // An interim response does not end the request; a final one does.
-        d.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
-        assert_eq!(d.phase, Phase::Request);
-        d.wrote(b"HTTP/1.1 200 OK\r\n");
-        assert_eq!(d.phase, Phase::Idle);
-        d.saw(b"G");
-        assert_eq!(d.phase, Phase::Head);
-        d.saw(b"ET / HTTP/1.0\n\n");
-        assert_eq!(d.phase, Phase::Request);
+        phases(&[
+            (Saw(b"GET / HTTP/1.1\r\nhost: x\r"), Phase::Head),
+            (Saw(b"\n\r"), Phase::Head),
+            (Saw(b"\n"), Phase::Request),
+            // Body bytes are not a head.
+            (Saw(b"\r\n\r\nbody"), Phase::Request),
+            // An interim response does not end the request; a final one does.
+            (Wrote(b"HTTP/1.1 100 Continue\r\n\r\n"), Phase::Request),
+            (Wrote(b"HTTP/1.1 200 OK\r\n"), Phase::Idle),
+            (Saw(b"G"), Phase::Head),
+            (Saw(b"ET / HTTP/1.0\n\n"), Phase::Request),
+        ]);
     }
 
     #[test]
