@@ -516,6 +516,17 @@ fn kubernetes_manifests_use_the_servers_own_names() {
     let mut env = std::collections::HashMap::new();
     for e in container["env"].as_vec().unwrap() {
         let name = e["name"].as_str().unwrap();
+        // A value from a Secret: the Secret holds that key.
+        let from = &e["valueFrom"]["secretKeyRef"];
+        if !from.is_badvalue() {
+            let secret = find("Secret", from["name"].as_str().unwrap());
+            let key = from["key"].as_str().unwrap();
+            assert!(
+                !secret["stringData"][key].is_badvalue(),
+                "{name}: no {key} in its Secret"
+            );
+            continue;
+        }
         let value = e["value"].as_str().unwrap();
         if name.starts_with("APPAUTH_") {
             assert!(
@@ -599,13 +610,41 @@ fn kubernetes_manifests_use_the_servers_own_names() {
             "{var}: no {file}"
         );
     }
-    // Redis: the URL names the Service, and the fallback parses.
-    let redis_host = env["APPAUTH_REDIS_URL"]
+    // Redis: the URL names the Service, carries the password from the
+    // Secret the Redis itself requires, and the fallback parses.
+    let url = env["APPAUTH_REDIS_URL"];
+    let (userinfo, rest) = url
         .trim_start_matches("redis://")
-        .split(':')
-        .next()
+        .split_once('@')
+        .expect("a password in the Redis URL");
+    assert_eq!(userinfo, ":$(REDIS_PASSWORD)");
+    find("Service", rest.split(':').next().unwrap());
+    let redis = find("Deployment", "appauth-redis");
+    let args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_vec()
         .unwrap();
-    find("Service", redis_host);
+    assert!(
+        args.windows(2)
+            .any(|w| w[0].as_str() == Some("--requirepass")
+                && w[1].as_str() == Some("$(REDIS_PASSWORD)")),
+        "the Redis asks for no password"
+    );
+    // Kubernetes expands $(VAR) only from a variable defined before it.
+    let names = |c: &Yaml| -> Vec<String> {
+        c["env"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let ours = names(container);
+    let at = |n: &str| ours.iter().position(|x| x == n).unwrap();
+    assert!(at("REDIS_PASSWORD") < at("APPAUTH_REDIS_URL"));
+    assert!(
+        names(&redis["spec"]["template"]["spec"]["containers"][0])
+            .contains(&"REDIS_PASSWORD".into())
+    );
     appauth_actix::shared::Fallback::parse(env["APPAUTH_REDIS_FALLBACK"]).unwrap();
     // Replicas survive voluntary disruptions, and are spread over nodes.
     let pdb = find("PodDisruptionBudget", "appauth");
