@@ -126,9 +126,7 @@ impl RedisConfig {
             revocation_resync: DEFAULT_REVOCATION_RESYNC,
         }
     }
-}
 
-impl RedisConfig {
     /// The client for this URL and TLS setting; nothing is connected yet.
     pub(crate) fn client(&self) -> Result<redis::Client, SharedError> {
         let url = redacted(&self.url);
