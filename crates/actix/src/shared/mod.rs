@@ -446,6 +446,16 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_must_fit_the_url_and_the_build() {
+        let mut plain = RedisConfig::new("redis://127.0.0.1:1");
+        plain.tls.ca = Some(b"-----BEGIN CERTIFICATE-----".to_vec());
+        let err = plain.client().unwrap_err().to_string();
+        assert!(err.contains("needs a rediss:// URL"), "{err}");
+        let tls = RedisConfig::new("rediss://127.0.0.1:1");
+        assert_eq!(tls.client().is_ok(), cfg!(feature = "redis-tls"));
+    }
+
+    #[test]
     fn passwords_are_hidden_in_messages() {
         assert_eq!(
             redacted("redis://app:s3cret@redis:6379/0"),
