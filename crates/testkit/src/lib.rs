@@ -211,17 +211,35 @@ impl Redis {
 
     /// One command in RESP over a plain socket; the raw reply.
     pub fn command(&self, args: &[&str]) -> Option<String> {
+        self.commands(&[args]).pop()
+    }
+
+    /// `AUTH user password`, then one command, on one connection; the raw
+    /// reply to the command.
+    pub fn command_as(&self, user: &str, password: &str, args: &[&str]) -> Option<String> {
+        self.commands(&[&["AUTH", user, password], args]).pop()
+    }
+
+    fn commands(&self, each: &[&[&str]]) -> Vec<String> {
         use std::io::{Read, Write};
-        let mut sock = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        let mut replies = Vec::new();
+        let Ok(mut sock) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return replies;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+        for args in each {
+            let mut req = format!("*{}\r\n", args.len());
+            for a in *args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            if sock.write_all(req.as_bytes()).is_err() {
+                break;
+            }
+            let mut buf = vec![0u8; 1 << 16];
+            let Ok(n) = sock.read(&mut buf) else { break };
+            replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        sock.write_all(req.as_bytes()).ok()?;
-        let mut buf = vec![0u8; 1 << 16];
-        let n = sock.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        replies
     }
 }
 

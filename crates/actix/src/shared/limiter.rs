@@ -113,6 +113,20 @@ impl GlobalLimiter {
         }
     }
 
+    /// Takes one request from a probe bucket with room to spare: what a
+    /// refill does (a script that reads Redis's clock and writes a key), so
+    /// a Redis that answers PING but refuses the limiter's work (read-only
+    /// after a failover, out of memory, an ACL short of a command) counts as
+    /// down rather than flapping between modes.
+    pub(crate) async fn probe(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<()> {
+        let mut call = self.script.key(format!("{}:probe", self.prefix));
+        call.arg(1).arg(1).arg(1_000_000);
+        call.invoke_async::<(i64, i64)>(conn).await.map(drop)
+    }
+
     /// Forgets every share (after an outage: what was held is stale).
     pub(crate) fn reset(&self) {
         self.leases.write().clear();

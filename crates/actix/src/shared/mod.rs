@@ -359,21 +359,25 @@ impl Shared {
     }
 }
 
-/// Connects, then watches: while in fallback mode, pings with a doubling
-/// backoff (100 ms to 5 s) and returns to global mode when Redis answers.
+/// Connects, then watches: while in fallback mode, probes with a doubling
+/// backoff (100 ms to 5 s) and returns to global mode when the limiter's own
+/// script runs again ([`limiter::GlobalLimiter::probe`]).
 async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
     let mut backoff = Duration::from_millis(100);
-    // Why connecting failed, said once at WARN (a wrong CA or password is a
-    // cause an operator must see), then at DEBUG while it stays the same.
+    // Why Redis cannot be used, said once at WARN (a wrong CA or password, a
+    // read-only replica, a missing ACL permission: causes an operator must
+    // see), then at DEBUG while it stays the same.
     let mut said: Option<String> = None;
-    let tell = |said: &mut Option<String>, why: String| {
+    let tell = |said: &mut Option<String>, what: &str, why: String| {
         if said.as_deref() == Some(&why) {
-            tracing::debug!(error = %why, "Redis connect failed");
+            tracing::debug!(error = %why, "{what}");
         } else {
-            tracing::warn!(error = %why, "cannot connect to Redis; retrying");
+            tracing::warn!(error = %why, "{what}; retrying");
             *said = Some(why);
         }
     };
+    const CONNECT: &str = "cannot connect to Redis";
+    const REFUSED: &str = "Redis refuses appauth's rate-limit script";
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
@@ -393,19 +397,29 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
                     this.conn.store(Some(Arc::new(conn)));
                     said = None;
                 }
-                Ok(Err(e)) => tell(&mut said, e.to_string()),
-                Err(_) => tell(&mut said, format!("no connection within {:?}", timeout * 4)),
+                Ok(Err(e)) => tell(&mut said, CONNECT, e.to_string()),
+                Err(_) => tell(
+                    &mut said,
+                    CONNECT,
+                    format!("no connection within {:?}", timeout * 4),
+                ),
             }
         }
         let healthy = match this.connection() {
             Some(mut conn) => {
-                let cmd = redis::cmd("PING");
-                let ping = cmd.query_async::<String>(&mut conn);
-                matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)))
+                match tokio::time::timeout(timeout, this.limiter.probe(&mut conn)).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        tell(&mut said, REFUSED, e.to_string());
+                        false
+                    }
+                    Err(_) => false,
+                }
             }
             None => false,
         };
         if healthy {
+            said = None;
             this.enter_global();
             backoff = Duration::from_millis(100);
             // Sleep until a request's command fails, or re-check now and
@@ -414,7 +428,7 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
             drop(this);
             let _ = tokio::time::timeout(Duration::from_secs(1), trouble.notified()).await;
         } else {
-            this.enter_fallback(&"no answer to PING");
+            this.enter_fallback(&"the probe failed");
             drop(this);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));

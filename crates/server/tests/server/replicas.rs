@@ -576,3 +576,147 @@ async fn a_password_in_the_url_is_used_and_never_logged() {
             .unwrap()
     );
 }
+
+/// A Redis shared with other teams: appauth as an ACL user that reaches only
+/// its own prefix, with exactly the permissions docs/spec.md §11 lists (read
+/// from there, so the documentation cannot drift from what was run). The
+/// global limit, a revocation through the command, and the replica's reads
+/// all work; a key outside the prefix is refused to that user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_acl_user_is_enough() {
+    let spec =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/spec.md")).unwrap();
+    let acl = spec
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("user appauth on "))
+        .expect("docs/spec.md §11 lists the ACL user")
+        .replace(">PASSWORD", ">acl-pw")
+        .trim_start_matches("user ")
+        .to_owned();
+    let mut args = vec!["--user", "default", "off"];
+    args.push("--user");
+    args.extend(acl.split_whitespace());
+    // The test's own connection (PING, ACL LOG) goes through an admin user.
+    args.extend(["--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all"]);
+    let redis = Redis::start_with(&args);
+    let url = format!("redis://appauth:acl-pw@127.0.0.1:{}", redis.port);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "reports");
+    fs::write(
+        dir.path().join("policy.toml"),
+        "[default]\nallow = [\"GET /users\"]\n\n[apps.reports]\nrate = \"5/m\"\n",
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.toml");
+    let server = Server::start(
+        dir.path(),
+        &["--policy", policy.to_str().unwrap(), "--redis-url", &url],
+    );
+    assert!(
+        in_mode(&server, GLOBAL, Duration::from_secs(8)).await,
+        "{}",
+        server.logs()
+    );
+    // The global limit: a burst of 5, then 429, decided in Redis.
+    let token = forge(
+        &key,
+        &json!({ "appId": "reports", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(status_with(&server.url, "/users", &token).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        metric_line(&server.url, GLOBAL).await,
+        Some(1.0),
+        "{}",
+        server.logs()
+    );
+    // A revocation through the command, as the same user.
+    let out = revoke_with(&["--redis-url", &url], &["jti t-2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 replica(s) notified"));
+    let listed = revoke_with(&["--redis-url", &url], &["--list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "jti t-2");
+    let denied = redis
+        .command_as("admin", "admin-pw", &["ACL", "LOG"])
+        .unwrap();
+    assert!(
+        !denied.contains("appauth"),
+        "the ACL refused appauth something: {denied}"
+    );
+    // And the user is confined: another key is refused.
+    let other = redis
+        .command_as("appauth", "acl-pw", &["GET", "billing:secret"])
+        .unwrap();
+    assert!(other.contains("NOPERM"), "{other}");
+}
+
+/// A Redis that answers PING but refuses to write (out of memory here; a
+/// read-only replica after a failover looks the same) is an outage: the
+/// replica stays in fallback, says why, and its local limiter holds the app
+/// to its burst, rather than flapping between modes and admitting one
+/// request on credit at each flap. When Redis can write again, the replica
+/// returns to global limits by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_answers_but_refuses_writes_is_an_outage() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "reports");
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        "[default]\nallow = [\"GET /users\"]\n\n[apps.reports]\nrate = \"5/m\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--redis-url",
+            &redis.url(),
+        ],
+    );
+    assert!(in_mode(&server, GLOBAL, Duration::from_secs(8)).await);
+    assert!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory", "1"])
+            .unwrap()
+            .contains("OK")
+    );
+    let token = forge(
+        &key,
+        &json!({ "appId": "reports", "iat": now(), "exp": now() + 300 }),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(status_with(&server.url, "/users", &token).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    // The local burst of 5, plus at most the one request admitted on credit
+    // before the first refill came back refused.
+    assert!(accepted <= 6, "{accepted} accepted: {statuses:?}");
+    assert_eq!(metric_line(&server.url, FALLBACK).await, Some(1.0));
+    assert!(server.logs().contains("OOM"), "{}", server.logs());
+    assert!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory", "0"])
+            .unwrap()
+            .contains("OK")
+    );
+    assert!(in_mode(&server, GLOBAL, Duration::from_secs(8)).await);
+}
