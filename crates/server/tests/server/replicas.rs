@@ -115,6 +115,28 @@ fn revoke(redis: &Redis, args: &[&str]) -> std::process::Output {
     revoke_with(&["--redis-url", &redis.url()], args)
 }
 
+/// A keys directory holding `app` and a policy file with `policy`, and one
+/// replica on them with `args` added; the directory lives as long as the
+/// returned guard.
+fn replica_with_policy(
+    app: &str,
+    policy: &str,
+    args: &[&str],
+) -> (tempfile::TempDir, appauth_core::PrivateKey, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), app);
+    let path = dir.path().join("policy.toml");
+    fs::write(&path, policy).unwrap();
+    let mut all = vec!["--policy", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let server = Server::start(dir.path(), &all);
+    (dir, key, server)
+}
+
+/// Five calls a minute for `reports`, the app the limit tests drive.
+const REPORTS_5_PER_MINUTE: &str =
+    "[default]\nallow = [\"GET /users\"]\n\n[apps.reports]\nrate = \"5/m\"\n";
+
 fn revoke_with(redis_args: &[&str], args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_appauth-server"))
         .arg("revoke")
@@ -368,19 +390,10 @@ async fn a_replica_started_without_redis_serves_and_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_slows_no_request_and_is_left_for_the_fallback() {
     let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_app(dir.path(), "svc");
-    let policy = dir.path().join("policy.toml");
-    fs::write(
-        &policy,
+    let (_dir, key, server) = replica_with_policy(
+        "svc",
         "[default]\nallow = [\"GET /users\"]\nrate = \"50/s\"\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        dir.path(),
         &[
-            "--policy",
-            policy.to_str().unwrap(),
             "--redis-url",
             &redis.url(),
             "--redis-fallback",
@@ -602,18 +615,8 @@ async fn the_documented_acl_user_is_enough() {
     let redis = Redis::start_with(&args);
     let url = format!("redis://appauth:acl-pw@127.0.0.1:{}", redis.port);
 
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_app(dir.path(), "reports");
-    fs::write(
-        dir.path().join("policy.toml"),
-        "[default]\nallow = [\"GET /users\"]\n\n[apps.reports]\nrate = \"5/m\"\n",
-    )
-    .unwrap();
-    let policy = dir.path().join("policy.toml");
-    let server = Server::start(
-        dir.path(),
-        &["--policy", policy.to_str().unwrap(), "--redis-url", &url],
-    );
+    let (_dir, key, server) =
+        replica_with_policy("reports", REPORTS_5_PER_MINUTE, &["--redis-url", &url]);
     assert!(
         in_mode(&server, GLOBAL, Duration::from_secs(8)).await,
         "{}",
@@ -669,22 +672,10 @@ async fn the_documented_acl_user_is_enough() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_answers_but_refuses_writes_is_an_outage() {
     let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_app(dir.path(), "reports");
-    let policy = dir.path().join("policy.toml");
-    fs::write(
-        &policy,
-        "[default]\nallow = [\"GET /users\"]\n\n[apps.reports]\nrate = \"5/m\"\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--redis-url",
-            &redis.url(),
-        ],
+    let (_dir, key, server) = replica_with_policy(
+        "reports",
+        REPORTS_5_PER_MINUTE,
+        &["--redis-url", &redis.url()],
     );
     assert!(in_mode(&server, GLOBAL, Duration::from_secs(8)).await);
     assert!(
