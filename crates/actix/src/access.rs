@@ -12,7 +12,7 @@ use aws_lc_rs::digest;
 use parking_lot::Mutex;
 
 use crate::policy::{Decision, Policy};
-use crate::revocation::{ConfigError, RevocationList, RevokedBy};
+use crate::revocation::{ConfigError, RevocationList, RevokedBy, joined};
 use appauth_core::Fingerprint;
 
 /// The default revocation file name, in the keys directory.
@@ -120,14 +120,6 @@ pub fn content_version(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn joined(errors: &[crate::revocation::ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn read_text(path: &Path) -> Result<(String, Fingerprint), std::io::Error> {

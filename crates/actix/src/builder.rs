@@ -36,7 +36,7 @@ pub enum BuildError {
     #[error("no algorithm allowed: allow at least RS512")]
     NoAlgorithms,
     /// The policy or revocation file is unusable.
-    #[error("{}", list(.0))]
+    #[error("{}", crate::revocation::joined(.0))]
     Config(Vec<ConfigFileError>),
     /// The thread that loads the keys in the background could not start.
     #[error("cannot start the key-loading thread: {0}")]
@@ -55,14 +55,6 @@ pub enum BuildError {
         #[source]
         source: notify::Error,
     },
-}
-
-fn list(errors: &[ConfigFileError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Builds an [`AppAuth`] over a watched keys directory. Start with

@@ -39,6 +39,33 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Problems on one line, `; `-separated, for a log line or an error.
+pub(crate) fn joined<E: std::fmt::Display>(errors: &[E]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One rule in one spelling (no comment, single spaces), checked as the
+/// file's parser checks it; `None` for a blank or comment-only line. Redis
+/// stores rules this way, so a lift matches its revoke however either was
+/// typed.
+pub fn canonical_rule(line: &str) -> Result<Option<String>, Vec<ConfigError>> {
+    RevocationList::parse("the rule", line)?;
+    let words: Vec<&str> = words(uncommented(line))
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect();
+    Ok((!words.is_empty()).then(|| words.join(" ")))
+}
+
+/// A line without its `#` comment.
+fn uncommented(raw: &str) -> &str {
+    raw.split('#').next().unwrap_or("")
+}
+
 /// Which rule revoked a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokedBy {
@@ -89,7 +116,7 @@ impl RevocationList {
     }
 
     fn parse_line(&mut self, file: &str, line_no: usize, raw: &str) -> Result<(), ConfigError> {
-        let line = raw.split('#').next().unwrap_or("");
+        let line = uncommented(raw);
         let err = |column: usize, message: String| ConfigError {
             file: file.to_owned(),
             line: line_no,

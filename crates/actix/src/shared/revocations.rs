@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use super::{RedisConfig, Shared, SharedError, redacted};
-use crate::revocation::RevocationList;
+use crate::revocation::{self, RevocationList};
 
 /// How often a replica reads the whole set again by default, in case its
 /// subscription died without notice or a rule was changed by hand.
@@ -242,29 +242,15 @@ pub(crate) fn canonical_rule(rule: &str) -> Result<String, SharedError> {
             "one rule at a time: the rule spans several lines".into(),
         ));
     }
-    RevocationList::parse("the rule", rule).map_err(|e| {
-        SharedError::BadLine(
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
-    let canonical = rule
-        .split('#')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if canonical.is_empty() {
-        return Err(SharedError::BadLine(
-            "the rule is empty; give one line such as 'jti <id>', 'kid <thumbprint>', \
-             'app <appId> before <RFC 3339 time>' or 'app <appId>'"
-                .into(),
-        ));
-    }
-    Ok(canonical)
+    revocation::canonical_rule(rule)
+        .map_err(|e| SharedError::BadLine(revocation::joined(&e)))?
+        .ok_or_else(|| {
+            SharedError::BadLine(
+                "the rule is empty; give one line such as 'jti <id>', 'kid <thumbprint>', \
+                 'app <appId> before <RFC 3339 time>' or 'app <appId>'"
+                    .into(),
+            )
+        })
 }
 
 /// Subscribes, reads the set, then applies each message and reads the set
