@@ -165,18 +165,33 @@ impl KeyStore {
                         }
                     }
                 }
-                KeyFileName::Private(_) if self.dir.join(&name).exists() => {
-                    report.problems.push(format!(
-                        "{}: a private key does not belong in the server's keys directory",
-                        self.dir.join(&name).display()
-                    ));
-                    if self.warned_private.lock().insert(name.clone()) {
-                        tracing::warn!(
-                            file = %self.dir.join(&name).display(),
+                // A file that may hold a private key: a problem every scan,
+                // a warning once.
+                kind @ (KeyFileName::Private(_) | KeyFileName::KeygenLeftover)
+                    if self.dir.join(&name).exists() =>
+                {
+                    let private = matches!(kind, KeyFileName::Private(_));
+                    let (problem, warning) = if private {
+                        (
+                            "a private key does not belong in the server's keys directory",
                             "PRIVATE KEY in the server's keys directory: the server needs public keys \
-                             only; move this file out and give it only to its app"
-                        );
-                        report.new_private_keys += 1;
+                             only; move this file out and give it only to its app",
+                        )
+                    } else {
+                        (
+                            "a temporary file of an interrupted appauth-keygen run",
+                            "a temporary file an interrupted appauth-keygen run left in the keys \
+                             directory: it may hold a PRIVATE KEY; delete it (the next keygen \
+                             run of a current release cleans up after itself)",
+                        )
+                    };
+                    let path = self.dir.join(&name);
+                    report
+                        .problems
+                        .push(format!("{}: {problem}", path.display()));
+                    if self.warned_private.lock().insert(name.clone()) {
+                        tracing::warn!(file = %path.display(), "{warning}");
+                        report.new_private_keys += usize::from(private);
                     }
                 }
                 KeyFileName::InvalidAppId(name) if self.dir.join(&name).exists() => {
@@ -185,20 +200,6 @@ impl KeyStore {
                         "{}: the name is not <appId>_public.pem with a valid appId",
                         self.dir.join(&name).display()
                     ));
-                }
-                KeyFileName::KeygenLeftover if self.dir.join(&name).exists() => {
-                    report.problems.push(format!(
-                        "{}: a temporary file of an interrupted appauth-keygen run",
-                        self.dir.join(&name).display()
-                    ));
-                    if self.warned_private.lock().insert(name.clone()) {
-                        tracing::warn!(
-                            file = %self.dir.join(&name).display(),
-                            "a temporary file an interrupted appauth-keygen run left in the keys \
-                             directory: it may hold a PRIVATE KEY; delete it (the next keygen \
-                             run of a current release cleans up after itself)"
-                        );
-                    }
                 }
                 KeyFileName::Private(_)
                 | KeyFileName::InvalidAppId(_)
