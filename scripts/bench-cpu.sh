@@ -11,7 +11,8 @@
 #
 # Rows: (a) GET /healthz, no token; (b) warm: one token reused (token cache
 # hit); (c) cold: 10,000 distinct 2048-bit tokens, cache off, one RSA
-# verification each.
+# verification each. (d)-(f): the same three against the axum example
+# (crates/tower/examples/axum-api.rs, the tower adapter) on one tokio worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench/lib.sh
@@ -39,13 +40,19 @@ A=$(measure "$PID" "$URL" /healthz)
 B=$(measure "$PID" "$URL" /ping "$work/warm.txt")
 start_server cold --workers 1 --token-cache-mb 0
 C=$(measure "$PID" "$URL" /ping "$work/cold.txt")
+start_axum axum-warm
+D=$(measure "$PID" "$URL" /healthz)
+E=$(measure "$PID" "$URL" /ping "$work/warm.txt")
+start_axum axum-cold --token-cache-mb 0
+F=$(measure "$PID" "$URL" /ping "$work/cold.txt")
 ossl=$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}')
 
-python3 - "$BIN" "$ossl" "$A" "$B" "$C" <<'PY'
+python3 - "$BIN" "$ossl" "$A" "$B" "$C" "$D" "$E" "$F" <<'PY'
 import sys
 binary, ossl, *rows = sys.argv[1:]
 verify_us = 1e6 / float(ossl)
-names = ["(a) GET /healthz, no token", "(b) warm GET /ping, one token", "(c) cold GET /ping, 2048-bit, cache off"]
+names = ["(a) GET /healthz, no token", "(b) warm GET /ping, one token", "(c) cold GET /ping, 2048-bit, cache off",
+         "(d) axum-api GET /healthz, no token", "(e) axum-api warm GET /ping", "(f) axum-api cold GET /ping, cache off"]
 print(f"binary: {binary}")
 print("| run | server CPU us/request | requests | req/s |")
 print("|---|---:|---:|---:|")
@@ -54,9 +61,11 @@ for name, row in zip(names, rows):
     us, n, rps = row.split()
     vals.append(float(us))
     print(f"| {name} | {float(us):.2f} | {int(n):,} | {int(rps):,} |")
-a, b, c = vals
+a, b, c, d, e, f = vals
 print()
 print(f"openssl verify, one 2048-bit operation: {verify_us:.2f} us (same run)")
-print(f"warm gate cost (b)-(a): {b - a:.2f} us; cold (c) vs floor (a)+openssl verify: "
+print(f"actix: warm gate cost (b)-(a): {b - a:.2f} us; cold (c) vs floor (a)+openssl verify: "
       f"{c:.2f} / {a + verify_us:.2f} = {c / (a + verify_us):.2f}x")
+print(f"tower: warm gate cost (e)-(d): {e - d:.2f} us (target <= 1 us); cold (f) vs floor (d)+openssl verify: "
+      f"{f:.2f} / {d + verify_us:.2f} = {f / (d + verify_us):.2f}x (target <= 1.3x)")
 PY

@@ -5,7 +5,7 @@
 #   scripts/bench-verify.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench -q -p appauth-actix --bench verify -- --warm-up-time 1 --measurement-time 3 >/dev/null 2>&1 \
+cargo bench -q -p appauth-gate --bench verify -- --warm-up-time 1 --measurement-time 3 >/dev/null 2>&1 \
   || { echo "cargo bench failed; run it by hand to see why" >&2; exit 1; }
 speed=$(openssl speed -seconds 3 rsa2048 rsa3072 rsa4096 2>/dev/null)
 python3 - "$speed" <<'PY'

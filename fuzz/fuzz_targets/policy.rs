@@ -2,7 +2,7 @@
 #![no_main]
 
 use appauth_core::AppId;
-use appauth_actix::policy::Policy;
+use appauth_gate::policy::Policy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

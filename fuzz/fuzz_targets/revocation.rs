@@ -1,7 +1,7 @@
 //! The revocation list parser.
 #![no_main]
 
-use appauth_actix::revocation::RevocationList;
+use appauth_gate::revocation::RevocationList;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -22,6 +22,7 @@ build_release() {
   # alone, which would leave the binaries stale.
   cargo build --release -q -p appauth-server -p appauth-keygen --bins
   cargo build --release -q -p appauth-client --example mint-tokens
+  cargo build --release -q -p appauth-tower --example axum-api
 }
 
 work=$(mktemp -d)
@@ -36,6 +37,17 @@ start_server() { # start_server NAME ARGS...: $BIN's server on $work/keys; sets 
   local port
   port=$(free_port)
   "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  URL="http://127.0.0.1:$port"
+  for _ in $(seq 1 200); do curl -sf "$URL/readyz" >/dev/null 2>&1 && return; sleep 0.05; done
+  cat "$work/$1.log"; exit 1
+}
+
+start_axum() { # start_axum NAME ARGS...: the axum example (one tokio worker) on $work/keys; sets URL and PID
+  local port
+  port=$(free_port)
+  TOKIO_WORKER_THREADS=1 "$TOOLS/examples/axum-api" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
   PID=$!
   pids+=("$PID")
   URL="http://127.0.0.1:$port"

@@ -3,7 +3,6 @@
 //! keys, the server's own verdict from the same [`Verifier`].
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,9 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-/// The largest key file read; the server refuses larger bundles too, and a
-/// cap keeps `--key /dev/zero` from eating the machine.
-pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+pub use appauth_core::files::MAX_KEY_FILE_BYTES;
 
 /// Why the keys to check a token against could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -49,22 +46,15 @@ pub enum KeysError {
 
 /// Reads at most [`MAX_KEY_FILE_BYTES`] of `path`.
 pub fn read_key_file(path: &Path) -> Result<Vec<u8>, KeysError> {
-    let read = |source| KeysError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(read)?
-        .take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read)?;
-    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(KeysError::TooLarge {
+    appauth_core::files::read_key_file(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::FileTooLarge => KeysError::TooLarge {
             path: path.to_path_buf(),
-        });
-    }
-    Ok(bytes)
+        },
+        _ => KeysError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 /// The keys in `path`: a public key bundle, or a private key (its public

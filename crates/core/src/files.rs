@@ -21,6 +21,30 @@ pub const KEYGEN_WORK_DIR: &str = ".appauth-keygen";
 /// in the target directory itself. Such a file may hold a whole private key.
 pub const LEGACY_KEYGEN_TEMP_PREFIX: &str = ".appauth-keygen-";
 
+/// The largest key file appauth reads, public bundle or private key: the
+/// one cap the server, keygen and the client share, so that a key file
+/// pointed at `/dev/zero` fails rather than fills the memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a key file, at most [`MAX_KEY_FILE_BYTES`] of it, in one open:
+/// the cap is enforced on the bytes read, not on a size looked up before
+/// (which a file swapped in between would escape). A longer file is an
+/// error of kind [`std::io::ErrorKind::FileTooLarge`].
+pub fn read_key_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("over the {MAX_KEY_FILE_BYTES}-byte limit for a key file"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// `<appId>_public.pem`.
 pub fn public_key_file_name(app: &AppId) -> String {
     format!("{app}{PUBLIC_SUFFIX}")
@@ -80,6 +104,24 @@ pub fn classify_file_name(name: &str) -> KeyFileName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_is_read_up_to_the_cap_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_cap = dir.path().join("at_cap");
+        std::fs::write(&at_cap, vec![b'a'; MAX_KEY_FILE_BYTES as usize]).unwrap();
+        assert_eq!(
+            read_key_file(&at_cap).unwrap().len() as u64,
+            MAX_KEY_FILE_BYTES
+        );
+        let over = dir.path().join("over");
+        std::fs::write(&over, vec![b'a'; MAX_KEY_FILE_BYTES as usize + 1]).unwrap();
+        let err = read_key_file(&over).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        // An endless file stops at the cap too.
+        let endless = read_key_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(endless.kind(), std::io::ErrorKind::FileTooLarge);
+    }
 
     #[test]
     fn names_round_trip() {

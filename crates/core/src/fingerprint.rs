@@ -1,6 +1,14 @@
-//! Telling whether a file changed without reading it.
+//! Telling whether a file changed without reading it, and the one way every
+//! hot-reloaded file (key bundles, the policy, the revocation list, a TLS
+//! pair) is re-read: fingerprint first, then read, and the fingerprint taken
+//! *before* the read is the one remembered. A write that lands during the
+//! read then changes the fingerprint after it, and the next event or rescan
+//! reads the file again; remembering a fingerprint taken after the read
+//! would mark that write as seen and lose it.
 
 use std::fs;
+use std::io;
+use std::path::Path;
 
 /// What identifies a file's contents without reading it. Taken through
 /// symlinks, so a Kubernetes `..data` swap shows up as a new inode.
@@ -13,7 +21,28 @@ pub struct Fingerprint {
     ctime_ns: i128,
 }
 
+/// Reads `path` with `read` unless its fingerprint is still `seen`;
+/// returns what was read and the fingerprint to remember once it is
+/// accepted (see the module's documentation for why it is taken first).
+pub fn read_if_changed<T>(
+    path: &Path,
+    seen: Option<Fingerprint>,
+    read: impl FnOnce(&Path) -> io::Result<T>,
+) -> io::Result<Option<(T, Fingerprint)>> {
+    let fingerprint = Fingerprint::of(&fs::metadata(path)?);
+    if seen == Some(fingerprint) {
+        return Ok(None);
+    }
+    Ok(Some((read(path)?, fingerprint)))
+}
+
 impl Fingerprint {
+    /// The fingerprint of the file at `path`, through symlinks; `None` when
+    /// it cannot be looked at (which counts as a change from any file).
+    pub fn of_path(path: &Path) -> Option<Self> {
+        fs::metadata(path).ok().map(|m| Self::of(&m))
+    }
+
     /// The fingerprint of a file's metadata (taken with `fs::metadata`).
     pub fn of(meta: &fs::Metadata) -> Self {
         #[cfg(unix)]

@@ -69,20 +69,24 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
-    /// The key as an RFC 7517 JWK for signatures with `alg`: `kty`, `n`,
-    /// `e`, `kid` (its RFC 7638 thumbprint), `alg`, `use: sig`. What other
-    /// verifiers (Envoy, Istio, PyJWT, jose) read from a JWK Set.
-    pub fn to_jwk(&self, alg: Algorithm) -> serde_json::Value {
+    /// The key as an RFC 7517 JWK for signatures: `kty`, `n`, `e`, `kid`
+    /// (its RFC 7638 thumbprint), `use: sig`, and `alg` when the key is for
+    /// one algorithm only. What other verifiers (Envoy, Istio, PyJWT, jose)
+    /// read from a JWK Set.
+    pub fn to_jwk(&self, alg: Option<Algorithm>) -> serde_json::Value {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        serde_json::json!({
+        let mut jwk = serde_json::json!({
             "kty": "RSA",
             "n": b64.encode(&self.n),
             "e": b64.encode(&self.e),
             "kid": self.kid.as_str(),
-            "alg": alg.as_str(),
             "use": "sig",
-        })
+        });
+        if let Some(alg) = alg {
+            jwk["alg"] = alg.as_str().into();
+        }
+        jwk
     }
 
     /// The RFC 7638 thumbprint.
@@ -142,8 +146,9 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// An RFC 7517 JWK Set of `keys`, each for signatures with `alg`.
-pub fn jwk_set(keys: &[PublicKey], alg: Algorithm) -> serde_json::Value {
+/// An RFC 7517 JWK Set of `keys`, each for signatures with `alg` (`None`:
+/// no `alg` member, for keys accepted with several algorithms).
+pub fn jwk_set(keys: &[PublicKey], alg: Option<Algorithm>) -> serde_json::Value {
     serde_json::json!({ "keys": keys.iter().map(|k| k.to_jwk(alg)).collect::<Vec<_>>() })
 }
 

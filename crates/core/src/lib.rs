@@ -57,7 +57,7 @@ pub use claims::{Audience, Claims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dangerous::MAX_TOKEN_LEN;
 pub use error::Error;
-pub use fingerprint::Fingerprint;
+pub use fingerprint::{Fingerprint, read_if_changed};
 pub use keys::{
     KeyFormat, MIN_RSA_BITS, PublicKey, jwk_set, parse_public_bundle, rsa_verifications,
     split_public_bundle,

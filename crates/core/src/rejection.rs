@@ -4,8 +4,11 @@
 use std::fmt;
 
 /// The machine-readable reason sent to a refused caller (docs/spec.md §3).
+///
+/// Deliberately exhaustive: the reasons are the wire protocol, and a new one
+/// must fail to compile wherever a refusal is mapped (the gate's code table)
+/// until it is mapped there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum Reason {
     /// No token in the request.
     MissingToken,

@@ -98,7 +98,10 @@ pub fn jwks_of_files(files: &[PathBuf]) -> Result<serde_json::Value, Error> {
             })?,
         );
     }
-    Ok(appauth_core::jwk_set(&keys, appauth_core::Algorithm::RS512))
+    Ok(appauth_core::jwk_set(
+        &keys,
+        Some(appauth_core::Algorithm::RS512),
+    ))
 }
 
 /// The JWK Set of each app in a keys directory, by appId (only `app`'s when

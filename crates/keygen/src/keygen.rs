@@ -168,7 +168,7 @@ pub fn generate(
     for app in apps {
         ensure_dir(&dirs.private_dir(app), true)?;
     }
-    let _locks = lock_apps(dirs, &apps.iter().collect::<Vec<_>>())?;
+    let _locks = lock_apps(&dirs.public, &apps.iter().collect::<Vec<_>>())?;
     if existing == Existing::Refuse {
         refuse_clobbering(apps, dirs)?;
     }
@@ -369,7 +369,7 @@ fn outcome(app: &AppId, status: Status, dirs: &KeyDirs, key: Option<&PrivateKey>
 /// starting another.
 pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error> {
     must_exist(&dirs.public_path(app))?;
-    let _lock = lock_apps(dirs, &[app])?;
+    let _lock = lock_apps(&dirs.public, &[app])?;
     let private = dirs.private_path(app);
     let public = dirs.public_path(app);
     let staged = ensure_work_dir(&dirs.private_dir(app))?
@@ -450,7 +450,7 @@ pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error
 pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Outcome, Error> {
     let kid = Kid::parse(kid).ok_or_else(|| Error::MalformedKid(kid.chars().take(60).collect()))?;
     must_exist(&dirs.public_path(app))?;
-    let _lock = lock_apps(dirs, &[app])?;
+    let _lock = lock_apps(&dirs.public, &[app])?;
     let public = dirs.public_path(app);
     let cleaned = clean_leftovers(&[&public]);
     let text = read(&public)?;
@@ -546,28 +546,11 @@ fn private_key_places(app: &AppId, dirs: &KeyDirs) -> Vec<PathBuf> {
     places
 }
 
-/// A key file is at most this long (the server refuses longer bundles too):
-/// reading `/dev/zero` must fail, not fill the memory.
-const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
-
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    use std::io::Read;
-    let err = |source| Error::Read {
+    appauth_core::files::read_key_file(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .map_err(err)?
-        .take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(err)?;
-    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(err(std::io::Error::other(format!(
-            "over the {MAX_KEY_FILE_BYTES}-byte limit for a key file"
-        ))));
-    }
-    Ok(bytes)
+    })
 }
 
 pub(crate) fn read_private(path: &Path) -> Result<PrivateKey, Error> {

@@ -6,11 +6,11 @@
 //! interleaving of runs equals some order of them, one after another.
 
 use std::fs;
+use std::path::Path;
 
 use appauth_core::AppId;
 
 use crate::Error;
-use crate::keygen::KeyDirs;
 use crate::write::ensure_work_dir;
 
 /// Held while a run changes one app's files; the lock is released when the
@@ -23,12 +23,11 @@ pub(crate) struct AppLock {
 /// Locks `apps` (sorted, so two runs over overlapping sets cannot deadlock),
 /// waiting for any other run that holds one of them.
 ///
-/// The lock files live in the public directory's work directory: every
-/// command touches the public bundle, and a public-only checkout has no
-/// private directory. They are never deleted: removing a lock file while
-/// another run waits on it would let a third run lock a new file beside it.
-pub(crate) fn lock_apps(dirs: &KeyDirs, apps: &[&AppId]) -> Result<Vec<AppLock>, Error> {
-    let work = ensure_work_dir(&dirs.public)?;
+/// The lock files live in the work directory of `dir`. They are never
+/// deleted: removing a lock file while another run waits on it would let a
+/// third run lock a new file beside it.
+pub(crate) fn lock_apps(dir: &Path, apps: &[&AppId]) -> Result<Vec<AppLock>, Error> {
+    let work = ensure_work_dir(dir)?;
     let mut sorted: Vec<&AppId> = apps.to_vec();
     sorted.sort();
     sorted.dedup();

@@ -1,7 +1,8 @@
 //! `appauth-server`, the product: the command line's configuration, the
 //! operational routes and the demo data API, gateway mode, TLS with hot
-//! reload, connection limits and `--check-config`, all built on the
-//! [`appauth_actix`] library an actix-web app embeds (docs/spec.md §7).
+//! reload, connection limits and `--check-config`, all built on the engine
+//! [`appauth_gate`] through its actix-web adapter [`appauth_actix`]
+//! (docs/spec.md §7).
 //!
 //! ```no_run
 //! # async fn start(config: appauth_server::ServerConfig) -> Result<(), appauth_server::Error> {
@@ -22,4 +23,4 @@ pub mod tls;
 
 pub use check::check_config;
 pub use logging::init_logging;
-pub use server::{Error, ServerConfig, State, build_state, configure, run};
+pub use server::{Error, ServerConfig, State, build_state, configure, gate_builder, run};

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use appauth_actix::shared::{
-    self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, Fallback, RedisConfig, RedisTls,
-};
-use appauth_actix::{DEFAULT_RESCAN_INTERVAL, DEFAULT_TOKEN_CACHE_MB, WatchConfig};
 use appauth_core::{Algorithm, VerifyConfig};
 use appauth_core::{DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME};
+use appauth_gate::shared::{
+    self, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, Fallback, RedisConfig, RedisTls,
+};
+use appauth_gate::{DEFAULT_RESCAN_INTERVAL, DEFAULT_TOKEN_CACHE_MB, WatchConfig};
 use appauth_server::ServerConfig;
 use clap::Parser;
 use clap::builder::BoolishValueParser;

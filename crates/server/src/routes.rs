@@ -6,7 +6,8 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Responder, Route, web};
 
-use appauth_actix::{Caller, KeyStore, Metrics};
+use appauth_actix::Caller;
+use appauth_gate::{KeyStore, Metrics};
 
 use crate::{data, proxy};
 
@@ -92,10 +93,29 @@ pub async fn readyz(store: web::Data<Arc<KeyStore>>) -> impl Responder {
     }
 }
 
+/// The `alg` the JWKS route advertises: the one algorithm the server
+/// accepts, or none when it accepts several (a JWK names at most one).
+#[derive(Debug, Clone, Copy)]
+pub struct JwksAlgorithm(pub Option<appauth_core::Algorithm>);
+
+impl JwksAlgorithm {
+    /// The advertised `alg` for the algorithms accepted.
+    pub fn of(algorithms: &[appauth_core::Algorithm]) -> Self {
+        match algorithms {
+            [one] => Self(Some(*one)),
+            _ => Self(None),
+        }
+    }
+}
+
 /// `GET /.well-known/appauth/{app}/jwks.json`: the app's keys as served to
 /// verifiers right now (the same snapshot requests are checked against), or
 /// 404 for an app without keys.
-pub async fn jwks(store: web::Data<Arc<KeyStore>>, app: web::Path<String>) -> HttpResponse {
+pub async fn jwks(
+    store: web::Data<Arc<KeyStore>>,
+    alg: web::Data<JwksAlgorithm>,
+    app: web::Path<String>,
+) -> HttpResponse {
     let keys = appauth_core::AppId::new(app.as_str())
         .ok()
         .and_then(|app| appauth_core::KeyProvider::keys_for(store.as_ref().as_ref(), &app));
@@ -103,7 +123,7 @@ pub async fn jwks(store: web::Data<Arc<KeyStore>>, app: web::Path<String>) -> Ht
         Some(keys) => HttpResponse::Ok()
             .insert_header(("cache-control", "no-cache"))
             .content_type("application/jwk-set+json")
-            .body(appauth_core::jwk_set(&keys, appauth_core::Algorithm::RS512).to_string()),
+            .body(appauth_core::jwk_set(&keys, alg.0).to_string()),
         None => HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found" })),
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, web};
-use appauth_actix::{AppAuth, BuildError, KeyStore, Metrics, WatchConfig};
+use appauth_actix::AppAuth;
 use appauth_core::{Clock, SystemClock, VerifyConfig};
+use appauth_gate::{BuildError, Builder, KeyStore, Metrics, WatchConfig};
 
 use crate::proxy::{Upstream, UpstreamError};
 use crate::routes;
@@ -55,7 +56,7 @@ pub struct ServerConfig {
     /// Publish each app's keys at `/.well-known/appauth/{app}/jwks.json`.
     pub serve_jwks: bool,
     /// Share rate limits and revocations with other replicas through Redis.
-    pub redis: Option<appauth_actix::shared::RedisConfig>,
+    pub redis: Option<appauth_gate::shared::RedisConfig>,
 }
 
 /// Why the server could not start.
@@ -94,7 +95,7 @@ impl ServerConfig {
     pub fn revocations_path(&self) -> PathBuf {
         self.revocations
             .clone()
-            .unwrap_or_else(|| self.keys_dir.join(appauth_actix::DEFAULT_REVOCATIONS_FILE))
+            .unwrap_or_else(|| self.keys_dir.join(appauth_gate::DEFAULT_REVOCATIONS_FILE))
     }
 }
 
@@ -114,25 +115,13 @@ pub struct State {
     pub upstream: Option<Upstream>,
     /// Whether the JWKS route is mounted.
     pub serve_jwks: bool,
+    /// The `alg` the JWKS route advertises.
+    pub jwks_algorithm: routes::JwksAlgorithm,
 }
 
-/// Checks the configuration, loads the TLS pair, starts the gate over the
-/// keys directory (keys load in the background; `/readyz` says when).
-pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(CertReloader::new(
-            appauth_actix::files::resolve_file(cert),
-            appauth_actix::files::resolve_file(key),
-            SystemClock.now(),
-        )?)),
-        (None, None) => None,
-        _ => return Err(Error::TlsHalf),
-    };
-    let upstream = config
-        .upstream
-        .as_deref()
-        .map(|u| Upstream::parse(u, config.upstream_timeout))
-        .transpose()?;
+/// The gate as the configuration describes it: what the server starts and
+/// what `--check-config` checks are one builder.
+pub fn gate_builder(config: &ServerConfig) -> Builder<AppAuth> {
     let mut builder = AppAuth::from_dir(&config.keys_dir)
         .verify(config.verify.clone())
         .watch(config.watch)
@@ -149,6 +138,27 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
     if let Some(revocations) = &config.revocations {
         builder = builder.revocations(revocations);
     }
+    builder
+}
+
+/// Checks the configuration, loads the TLS pair, starts the gate over the
+/// keys directory (keys load in the background; `/readyz` says when).
+pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(CertReloader::new(
+            appauth_gate::files::resolve_file(cert),
+            appauth_gate::files::resolve_file(key),
+            SystemClock.now(),
+        )?)),
+        (None, None) => None,
+        _ => return Err(Error::TlsHalf),
+    };
+    let upstream = config
+        .upstream
+        .as_deref()
+        .map(|u| Upstream::parse(u, config.upstream_timeout))
+        .transpose()?;
+    let mut builder = gate_builder(config);
     if let Some(tls) = &tls {
         builder = builder.watch_also(tls.clone());
     }
@@ -165,6 +175,7 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         tls,
         upstream,
         serve_jwks: config.serve_jwks,
+        jwks_algorithm: routes::JwksAlgorithm::of(&config.verify.algorithms),
     })
 }
 
@@ -172,7 +183,8 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
 /// the whole app by [`run`] (or by a test).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &State) {
     cfg.app_data(web::Data::new(state.store.clone()))
-        .app_data(web::Data::new(state.metrics.clone()));
+        .app_data(web::Data::new(state.metrics.clone()))
+        .app_data(web::Data::new(state.jwks_algorithm));
     if let Some(upstream) = &state.upstream {
         // awc clients are per worker (not Send); redirects are the caller's
         // business, not the gateway's.

@@ -15,9 +15,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use x509_cert::der::Decode;
 
-use appauth_actix::Reloadable;
 use appauth_core::Fingerprint;
 use appauth_core::{Clock, SystemClock};
+use appauth_gate::Reloadable;
 
 /// Why a certificate or key cannot be used. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +142,10 @@ pub struct CertReloader {
 impl CertReloader {
     /// Loads the pair strictly (start-up).
     pub fn new(cert: PathBuf, key: PathBuf, now: i64) -> Result<Self, TlsError> {
-        let loaded = load_certified_key(&cert, &key, now)?;
+        // Stamped before the read (see `appauth_core::read_if_changed`): a
+        // renewal written while the pair loads is picked up by the next event.
         let seen = (stamp(&cert), stamp(&key));
+        let loaded = load_certified_key(&cert, &key, now)?;
         Ok(Self {
             cert,
             key,
@@ -192,7 +194,7 @@ impl CertReloader {
 }
 
 fn stamp(path: &Path) -> Option<Fingerprint> {
-    fs::metadata(path).ok().map(|m| Fingerprint::of(&m))
+    Fingerprint::of_path(path)
 }
 
 /// The library's watcher re-reads the pair when either file changes.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use actix_web::App;
 use actix_web::test as at;
 use appauth_actix::AppAuth;
-use appauth_actix::shared::{RedisConfig, lift_revocation, list_revocations, store_revocation};
 use appauth_core::PrivateKey;
+use appauth_gate::shared::{RedisConfig, lift_revocation, list_revocations, store_revocation};
 
 use super::{hello, token};
 

@@ -451,7 +451,7 @@ fn compose_file_wires_keys_as_documented() {
     let lb_conf = fs::read_to_string(root.join("deploy/compose/nginx.conf")).unwrap();
     assert!(lb_conf.contains("server api:8080"), "{lb_conf}");
     let policy = fs::read_to_string(root.join("deploy/compose/policy.toml")).unwrap();
-    appauth_actix::policy::Policy::parse("policy.toml", &policy).unwrap();
+    appauth_gate::policy::Policy::parse("policy.toml", &policy).unwrap();
     let api_cmd = strings(&svc("api")["command"]).join(" ");
     assert!(api_cmd.contains("--keys-dir /keys"), "{api_cmd}");
     let health = strings(&svc("api")["healthcheck"]["test"]).join(" ");
@@ -592,7 +592,7 @@ fn kubernetes_manifests_use_the_servers_own_names() {
             .unwrap_or_else(|e| panic!("{file}: {e}"));
             apps += 1;
         } else if file == "revoked.txt" {
-            appauth_actix::revocation::RevocationList::parse(file, text).unwrap();
+            appauth_gate::revocation::RevocationList::parse(file, text).unwrap();
         }
     }
     assert!(apps > 0);
@@ -600,7 +600,7 @@ fn kubernetes_manifests_use_the_servers_own_names() {
     let text = find("ConfigMap", &policy)["data"][file.as_str()]
         .as_str()
         .unwrap();
-    appauth_actix::policy::Policy::parse(&file, text).unwrap();
+    appauth_gate::policy::Policy::parse(&file, text).unwrap();
     for var in ["APPAUTH_TLS_CERT", "APPAUTH_TLS_KEY"] {
         let (secret, file) = source_of(var);
         let secret = find("Secret", &secret);
@@ -645,7 +645,7 @@ fn kubernetes_manifests_use_the_servers_own_names() {
         names(&redis["spec"]["template"]["spec"]["containers"][0])
             .contains(&"REDIS_PASSWORD".into())
     );
-    appauth_actix::shared::Fallback::parse(env["APPAUTH_REDIS_FALLBACK"]).unwrap();
+    appauth_gate::shared::Fallback::parse(env["APPAUTH_REDIS_FALLBACK"]).unwrap();
     // Replicas survive voluntary disruptions, and are spread over nodes.
     let pdb = find("PodDisruptionBudget", "appauth");
     assert!(pdb["spec"]["minAvailable"].as_i64().unwrap() >= 2);

@@ -113,6 +113,29 @@ async fn the_jwks_follows_the_keys_directory_within_a_second() {
 }
 
 #[tokio::test]
+async fn the_jwks_advertises_the_algorithm_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    add_app(dir.path(), "orders");
+    let alg = |algorithms: &'static str| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let server = Server::start(&dir, &["--serve-jwks", "--algorithms", algorithms]);
+            let set: serde_json::Value = reqwest::get(jwks_url(&server, "orders"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            set["keys"][0].get("alg").cloned()
+        }
+    };
+    assert_eq!(alg("RS512").await, Some("RS512".into()));
+    assert_eq!(alg("PS256").await, Some("PS256".into()));
+    // A JWK names at most one algorithm: with several accepted, none.
+    assert_eq!(alg("RS256,RS512").await, None);
+}
+
+#[tokio::test]
 async fn a_running_client_follows_its_key_file_through_a_rotation_and_an_early_retirement() {
     let root = tempfile::tempdir().unwrap();
     let keys = root.path().join("keys");

@@ -3,6 +3,7 @@
 
 mod access;
 mod cache;
+mod conformance;
 mod deploy;
 mod flood;
 mod gateway;

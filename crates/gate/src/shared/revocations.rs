@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use super::{RedisConfig, Shared, SharedError, redacted};
-use crate::revocation::{self, RevocationList};
+use crate::revocation::{RevocationList, Rule};
 
 /// How often a replica reads the whole set again by default, in case its
 /// subscription died without notice or a rule was changed by hand.
@@ -116,7 +116,7 @@ impl Keys {
 /// What a replica holds from Redis, and which generation it last read.
 #[derive(Debug, Default)]
 struct Known {
-    rules: BTreeSet<String>,
+    rules: BTreeSet<Rule>,
     id: String,
     version: u64,
 }
@@ -124,8 +124,8 @@ struct Known {
 /// What reading the set or a message changed.
 #[derive(Debug, Default, PartialEq)]
 struct Change {
-    added: Vec<String>,
-    lifted: Vec<String>,
+    added: Vec<Rule>,
+    lifted: Vec<Rule>,
 }
 
 #[derive(Debug)]
@@ -153,16 +153,19 @@ impl SharedRevocations {
 
     /// Adopts a read of the whole set from generation `id` at `version`.
     fn adopt(&self, id: String, version: u64, rules: Vec<String>) -> Change {
-        let incoming: BTreeSet<String> = rules.iter().filter_map(|r| usable(r)).collect();
+        let incoming: BTreeSet<Rule> = rules.iter().filter_map(|r| usable(r)).collect();
         let mut known = self.known.lock();
         let change = Change {
             added: incoming.difference(&known.rules).cloned().collect(),
             lifted: known.rules.difference(&incoming).cloned().collect(),
         };
+        if !change.added.is_empty() || !change.lifted.is_empty() {
+            self.list
+                .store(Arc::new(RevocationList::from_rules(&incoming)));
+        }
         known.rules = incoming;
         known.id = id;
         known.version = version;
-        self.rebuild(&known, &change);
         change
     }
 
@@ -190,26 +193,22 @@ impl SharedRevocations {
             known.version = version;
         }
         let mut change = Change::default();
+        // One rule changes one entry of a copy of the list: no rule is
+        // parsed again.
+        let mut list = RevocationList::clone(&self.list.load());
         if revoke {
             if known.rules.insert(rule.clone()) {
+                list.insert(rule.clone());
                 change.added.push(rule);
             }
         } else if known.rules.remove(&rule) {
+            list.remove(&rule);
             change.lifted.push(rule);
         }
-        self.rebuild(&known, &change);
-        Some((change, foreign))
-    }
-
-    fn rebuild(&self, known: &Known, change: &Change) {
-        if change.added.is_empty() && change.lifted.is_empty() {
-            return;
-        }
-        let text = known.rules.iter().cloned().collect::<Vec<_>>().join("\n");
-        // Every rule was checked by `usable`, so the whole parses.
-        if let Ok(list) = RevocationList::parse("redis", &text) {
+        if !change.added.is_empty() || !change.lifted.is_empty() {
             self.list.store(Arc::new(list));
         }
+        Some((change, foreign))
     }
 
     fn sync_args(&self) -> (String, u64, Vec<String>) {
@@ -217,15 +216,14 @@ impl SharedRevocations {
         (
             known.id.clone(),
             known.version,
-            known.rules.iter().cloned().collect(),
+            known.rules.iter().map(Rule::to_string).collect(),
         )
     }
 }
 
-/// A rule from Redis in its one spelling, or `None` (logged) if it does
-/// not parse.
-fn usable(rule: &str) -> Option<String> {
-    match canonical_rule(rule) {
+/// A rule from Redis, or `None` (logged) if it does not parse.
+fn usable(rule: &str) -> Option<Rule> {
+    match rule.parse() {
         Ok(rule) => Some(rule),
         Err(e) => {
             tracing::error!(rule, error = %e, "ignoring a revocation from Redis that does not parse");
@@ -234,31 +232,12 @@ fn usable(rule: &str) -> Option<String> {
     }
 }
 
-/// One rule of the revocation file's format, in one spelling (no comment,
-/// single spaces), so that the rule revoked and the rule lifted compare equal.
-pub(crate) fn canonical_rule(rule: &str) -> Result<String, SharedError> {
-    if rule.contains(['\n', '\r']) {
-        return Err(SharedError::BadLine(
-            "one rule at a time: the rule spans several lines".into(),
-        ));
-    }
-    revocation::canonical_rule(rule)
-        .map_err(|e| SharedError::BadLine(revocation::joined(&e)))?
-        .ok_or_else(|| {
-            SharedError::BadLine(
-                "the rule is empty; give one line such as 'jti <id>', 'kid <thumbprint>', \
-                 'app <appId> before <RFC 3339 time>' or 'app <appId>'"
-                    .into(),
-            )
-        })
-}
-
 /// Subscribes, reads the set, then applies each message and reads the set
 /// again every resync period; reconnects with a doubling backoff and reads
 /// the set after every reconnect.
 pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
     let sync_script = redis::Script::new(LUA_SYNC);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = super::Backoff::default();
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
@@ -274,8 +253,7 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
             Ok::<_, redis::RedisError>((pubsub, conn))
         };
         let Ok(Ok((pubsub, mut conn))) = tokio::time::timeout(timeout * 4, connected).await else {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff.sleep().await;
             continue;
         };
         let mut messages = pubsub.into_on_message();
@@ -311,7 +289,7 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
                     }
                     let change = this.revocations.adopt(id, version, rules);
                     if first {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         first = false;
                         tracing::info!(
                             new = change.added.len(),
@@ -326,8 +304,7 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
             }
         }
         tracing::debug!("Redis subscription ended; reconnecting");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff.sleep().await;
     }
 }
 
@@ -335,10 +312,10 @@ impl Shared {
     /// Logs a change of the rules from Redis and updates the gauge.
     fn report(&self, change: &Change, how: &str) {
         for rule in &change.added {
-            tracing::info!(rule, "revocation {how}");
+            tracing::info!(%rule, "revocation {how}");
         }
         for rule in &change.lifted {
-            tracing::warn!(rule, "revocation lifted: {how}");
+            tracing::warn!(%rule, "revocation lifted: {how}");
         }
         self.metrics
             .shared_revocation_rules
@@ -372,7 +349,8 @@ pub fn lift_revocation(config: &RedisConfig, rule: &str) -> Result<Stored, Share
 }
 
 fn change(config: &RedisConfig, verb: &str, rule: &str) -> Result<Stored, SharedError> {
-    let rule = canonical_rule(rule)?;
+    let rule: Rule = rule.parse().map_err(SharedError::BadLine)?;
+    let rule = rule.to_string();
     let mut conn = sync_connection(config)?;
     let script = redis::Script::new(LUA_CHANGE);
     let mut call = Keys::new(&config.prefix).script(&script);
@@ -422,15 +400,25 @@ mod tests {
         v.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    fn rules(v: &[&str]) -> Vec<Rule> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
     #[test]
     fn a_rule_has_one_spelling() {
-        assert_eq!(canonical_rule("  jti   a-1  # leaked").unwrap(), "jti a-1");
+        let spelled = |s: &str| s.parse::<Rule>().map(|r| r.to_string());
+        assert_eq!(spelled("  jti   a-1  # leaked").unwrap(), "jti a-1");
         assert_eq!(
-            canonical_rule("app\tbilling before 2026-01-01T00:00:00Z").unwrap(),
+            spelled("app\tbilling before 2026-01-01T00:00:00Z").unwrap(),
+            "app billing before 2026-01-01T00:00:00Z"
+        );
+        // One instant, one spelling, whatever the offset it was typed in.
+        assert_eq!(
+            spelled("app billing before 2026-01-01T02:00:00+02:00").unwrap(),
             "app billing before 2026-01-01T00:00:00Z"
         );
         for bad in ["", "# only a comment", "jti", "jti a\njti b", "nonsense x"] {
-            assert!(canonical_rule(bad).is_err(), "{bad:?}");
+            assert!(spelled(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -438,7 +426,7 @@ mod tests {
     fn a_read_is_the_truth_and_messages_older_than_it_are_ignored() {
         let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
         let change = r.adopt("g1".into(), 2, strings(&["jti a", "jti b"]));
-        assert_eq!(change.added, strings(&["jti a", "jti b"]));
+        assert_eq!(change.added, rules(&["jti a", "jti b"]));
         assert_eq!(r.list().len(), 2);
         // A message the read already reflected (version 2) changes nothing,
         // even a lift that the read has already undone by a later revoke.
@@ -446,12 +434,12 @@ mod tests {
         assert_eq!(r.list().len(), 2);
         // A newer one applies.
         let (change, foreign) = r.apply("lift g1 3 jti a").unwrap();
-        assert_eq!((change.lifted, foreign), (strings(&["jti a"]), false));
+        assert_eq!((change.lifted, foreign), (rules(&["jti a"]), false));
         let (change, _) = r.apply("revoke g1 4 jti c").unwrap();
-        assert_eq!(change.added, strings(&["jti c"]));
+        assert_eq!(change.added, rules(&["jti c"]));
         // A later read drops what is gone from Redis.
         let change = r.adopt("g1".into(), 5, strings(&["jti c"]));
-        assert_eq!(change.lifted, strings(&["jti b"]));
+        assert_eq!(change.lifted, rules(&["jti b"]));
         assert_eq!(r.list().len(), 1);
     }
 
@@ -460,7 +448,7 @@ mod tests {
         let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
         r.adopt("g1".into(), 7, strings(&["jti a"]));
         let (change, foreign) = r.apply("revoke g2 1 jti b").unwrap();
-        assert_eq!((change.added, foreign), (strings(&["jti b"]), true));
+        assert_eq!((change.added, foreign), (rules(&["jti b"]), true));
         // The version seen in g1 is kept, so the next read, of g2, puts back
         // what Redis lost rather than trusting it.
         assert_eq!(
@@ -477,6 +465,6 @@ mod tests {
         assert_eq!(r.apply("jti a"), None);
         assert_eq!(r.apply("unrevoke g1 1 jti a"), None);
         let change = r.adopt("g1".into(), 1, strings(&["jti a", "bogus rule"]));
-        assert_eq!(change.added, strings(&["jti a"]));
+        assert_eq!(change.added, rules(&["jti a"]));
     }
 }

@@ -1,19 +1,20 @@
-//! The few lines an existing actix-web app writes to add appauth: a keys
-//! directory (plus optional policy, revocations, audience, cache), watched
-//! for changes, turned into the [`AppAuth`] middleware.
+//! The few lines an app writes to add appauth: a keys directory (plus
+//! optional policy, revocations, audience, cache, Redis), watched for
+//! changes, turned into a [`Gate`] or into a framework adapter's middleware.
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix_web::http::Method;
 use appauth_core::{Algorithm, Clock, SystemClock, Verifier, VerifyConfig};
 use prometheus_client::registry::Registry;
 
 use crate::access::{AccessControl, ConfigFileError, DEFAULT_REVOCATIONS_FILE};
 use crate::cache::TokenCache;
+use crate::gate::Gate;
 use crate::metrics::Metrics;
-use crate::middleware::AppAuth;
 use crate::reload::{Reloadable, Reloader};
+use crate::route_pattern::RoutePattern;
 use crate::store::KeyStore;
 use crate::watcher::{self, WatchConfig};
 
@@ -57,17 +58,33 @@ pub enum BuildError {
     },
 }
 
-/// Builds an [`AppAuth`] over a watched keys directory. Start with
-/// [`AppAuth::from_dir`].
-#[must_use = "call .build() to get the middleware"]
-pub struct Builder {
+/// What [`Builder::check`] found in order: the files as the gate would use
+/// them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Checked {
+    /// Apps with a usable key file.
+    pub apps: usize,
+    /// The keys directory, resolved.
+    pub keys_dir: PathBuf,
+    /// The policy file, resolved, if any.
+    pub policy: Option<PathBuf>,
+    /// The revocation file, resolved.
+    pub revocations: PathBuf,
+}
+
+/// Builds a [`Gate`] over a watched keys directory. Start with
+/// [`Gate::from_dir`], or with an adapter's own `from_dir`, which builds its
+/// middleware (`G`) around the gate.
+#[must_use = "call .build() to get the gate"]
+pub struct Builder<G = Gate> {
     keys_dir: PathBuf,
     verify: VerifyConfig,
     policy: Option<PathBuf>,
     revocations: Option<PathBuf>,
     cache_bytes: u64,
     watch: WatchConfig,
-    exempt: Vec<(Method, String)>,
+    exempt: Vec<RoutePattern>,
     access_log: bool,
     background_load: bool,
     extra: Vec<Arc<dyn Reloadable>>,
@@ -75,32 +92,39 @@ pub struct Builder {
     metrics: Option<Arc<Metrics>>,
     #[cfg(feature = "redis")]
     redis: Option<crate::shared::RedisConfig>,
+    output: PhantomData<fn() -> G>,
 }
 
-impl AppAuth {
+impl<G> std::fmt::Debug for Builder<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("keys_dir", &self.keys_dir)
+            .field("policy", &self.policy)
+            .field("revocations", &self.revocations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
     /// A gate over the `<appId>_public.pem` files of `keys_dir`, watched so
     /// that key, policy and revocation changes apply within a second.
     ///
     /// ```no_run
-    /// use actix_web::{App, HttpServer, web};
-    /// use appauth_actix::{AppAuth, Caller};
-    ///
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let gate = AppAuth::from_dir("keys").policy("policy.toml").build()?;
-    /// HttpServer::new(move || {
-    ///     App::new().service(
-    ///         web::scope("/api")
-    ///             .wrap(gate.clone())
-    ///             .route("/hello", web::get().to(|c: Caller| async move { format!("hello, {}", c.app_id) })),
-    ///     )
-    /// })
-    /// .bind("127.0.0.1:8080")?
-    /// .run()
-    /// .await?;
+    /// use appauth_gate::Gate;
+    /// # fn main() -> Result<(), appauth_gate::BuildError> {
+    /// let gate: Gate = Gate::from_dir("keys").policy("policy.toml").build()?;
     /// # Ok(()) }
     /// ```
     pub fn from_dir(keys_dir: impl Into<PathBuf>) -> Builder {
-        Builder {
+        Builder::new(keys_dir)
+    }
+}
+
+impl<G> Builder<G> {
+    /// A builder over `keys_dir` whose [`Builder::build`] makes a `G` (an
+    /// adapter's middleware) around the gate.
+    pub fn new(keys_dir: impl Into<PathBuf>) -> Self {
+        Self {
             keys_dir: keys_dir.into(),
             verify: VerifyConfig::default(),
             policy: None,
@@ -115,11 +139,9 @@ impl AppAuth {
             metrics: None,
             #[cfg(feature = "redis")]
             redis: None,
+            output: PhantomData,
         }
     }
-}
-
-impl Builder {
     /// The token rules: algorithms, leeway, maximum lifetime, audience
     /// (default: [`VerifyConfig::default`]). Keys are prepared for exactly
     /// these algorithms, so they are given once, here.
@@ -165,17 +187,23 @@ impl Builder {
         self
     }
 
-    /// Lets these exact methods and paths through without a token.
-    pub fn exempt<I: IntoIterator<Item = (Method, S)>, S: Into<String>>(
-        mut self,
-        routes: I,
-    ) -> Self {
-        self.exempt
-            .extend(routes.into_iter().map(|(m, p)| (m, p.into())));
+    /// Lets these methods and paths through without a token (see
+    /// [`Gate::exempt`] for the patterns). Each call adds to the routes
+    /// already exempt.
+    ///
+    /// # Panics
+    /// On a pattern that does not parse.
+    pub fn exempt<I, M, S>(mut self, routes: I) -> Self
+    where
+        I: IntoIterator<Item = (M, S)>,
+        M: AsRef<str>,
+        S: AsRef<str>,
+    {
+        self.exempt.extend(crate::gate::exempt_patterns(routes));
         self
     }
 
-    /// Logs every accepted request (see [`AppAuth::access_log`]).
+    /// Logs every accepted request (see [`Gate::access_log`]).
     pub fn access_log(mut self, on: bool) -> Self {
         self.access_log = on;
         self
@@ -251,11 +279,15 @@ impl Builder {
     /// Checks the files, starts the watcher and (unless in the background)
     /// loads the keys. The watcher runs as long as any clone of the returned
     /// gate lives.
-    pub fn build(mut self) -> Result<AppAuth, BuildError> {
+    pub fn build(mut self) -> Result<G, BuildError>
+    where
+        G: From<Gate>,
+    {
         if self.verify.algorithms.is_empty() {
             return Err(BuildError::NoAlgorithms);
         }
         self.resolve()?;
+        let local_share = self.local_share();
         let metrics = self.metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
         let store = Arc::new(KeyStore::new(
             &self.keys_dir,
@@ -263,13 +295,6 @@ impl Builder {
             self.clock.clone(),
         ));
         let revocations = self.revocations.clone().unwrap_or_default();
-        #[cfg(feature = "redis")]
-        let local_share = match self.redis.as_ref().map(|r| r.fallback) {
-            Some(crate::shared::Fallback::Share(f)) => f,
-            _ => 1.0,
-        };
-        #[cfg(not(feature = "redis"))]
-        let local_share = 1.0;
         let (access, events) =
             AccessControl::load_with_local_share(self.policy.clone(), revocations, local_share)
                 .map_err(BuildError::Config)?;
@@ -302,19 +327,71 @@ impl Builder {
         } else {
             initial_load(&store, &metrics);
         }
-        let mut gate = AppAuth::new(
+        let mut gate = Gate::new(
             Verifier::with_clock(self.verify, self.clock),
             store.clone(),
             metrics,
         )
         .with_access(access)
         .with_store(store, watcher)
-        .exempt(self.exempt)
+        .with_exempt(self.exempt)
         .access_log(self.access_log);
         if self.cache_bytes > 0 {
             gate = gate.with_cache(Arc::new(TokenCache::new(self.cache_bytes)));
         }
-        Ok(gate)
+        Ok(G::from(gate))
+    }
+
+    /// Reads the keys directory, the policy and the revocation file exactly
+    /// as [`Builder::build`] would (the same path resolution, the same rate
+    /// share), starts nothing, and reports every problem at once.
+    pub fn check(mut self) -> Result<Checked, Vec<String>> {
+        if self.verify.algorithms.is_empty() {
+            return Err(vec![BuildError::NoAlgorithms.to_string()]);
+        }
+        self.resolve().map_err(|e| vec![e.to_string()])?;
+        let store = KeyStore::new(
+            &self.keys_dir,
+            self.verify.algorithms.clone(),
+            self.clock.clone(),
+        );
+        let (mut problems, apps) = match store.full_scan() {
+            Ok(mut report) => {
+                report.problems.sort();
+                (report.problems, store.app_count())
+            }
+            Err(e) => (
+                vec![format!("keys directory {}: {e}", self.keys_dir.display())],
+                0,
+            ),
+        };
+        let revocations = self.revocations.clone().unwrap_or_default();
+        if let Err(errors) = AccessControl::load_with_local_share(
+            self.policy.clone(),
+            revocations.clone(),
+            self.local_share(),
+        ) {
+            problems.extend(errors.iter().map(ToString::to_string));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Checked {
+            apps,
+            keys_dir: self.keys_dir,
+            policy: self.policy,
+            revocations,
+        })
+    }
+
+    /// Of each rate, what this replica's own limiters enforce: the whole
+    /// rate alone, the fallback share with Redis.
+    fn local_share(&self) -> f64 {
+        #[cfg(feature = "redis")]
+        if let Some(crate::shared::Fallback::Share(f)) = self.redis.as_ref().map(|r| r.fallback) {
+            return f;
+        }
+        1.0
     }
 
     /// The keys directory (resolved once `build` has run).

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use appauth_actix::{KeyStore, TokenCache};
 use appauth_core::{
     Algorithm, AppId, Claims, KeyProvider, PrivateKey, PublicKey, SystemClock, Verifier,
     VerifyConfig, parse_public_bundle, sign_token,
 };
+use appauth_gate::{KeyStore, TokenCache};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn claims() -> Claims {

@@ -19,9 +19,6 @@ use rayon::prelude::*;
 
 use appauth_core::Fingerprint;
 
-/// A key bundle larger than this is refused unread: no sane bundle is.
-pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
-
 type Snapshot = HashMap<AppId, Arc<[PublicKey]>>;
 
 /// One `<appId>_public.pem` as last read.
@@ -273,14 +270,7 @@ impl KeyStore {
 }
 
 fn read_bundle(path: &Path, now: i64, algorithms: &[Algorithm]) -> Result<Vec<PublicKey>, String> {
-    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(format!(
-            "file is {} bytes, over the {MAX_KEY_FILE_BYTES}-byte limit for a key bundle",
-            meta.len()
-        ));
-    }
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = appauth_core::files::read_key_file(path).map_err(|e| e.to_string())?;
     parse_public_bundle(&bytes, now, algorithms).map_err(|e| e.to_string())
 }
 

@@ -122,22 +122,12 @@ pub fn content_version(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn read_text(path: &Path) -> Result<(String, Fingerprint), std::io::Error> {
-    // Stat before reading: a write racing with the read changes the stamp,
-    // so the next event reads the file again.
-    let fp = Fingerprint::of(&fs::metadata(path)?);
-    Ok((fs::read_to_string(path)?, fp))
-}
-
 /// Reads `path` unless its fingerprint is still `known`.
 fn read_if_changed(
     path: &Path,
     known: Option<Fingerprint>,
 ) -> Result<Option<(String, Fingerprint)>, std::io::Error> {
-    if known == Some(Fingerprint::of(&fs::metadata(path)?)) {
-        return Ok(None);
-    }
-    read_text(path).map(Some)
+    appauth_core::read_if_changed(path, known, |p| fs::read_to_string(p))
 }
 
 /// One of the files access control follows: what differs between them.
@@ -180,7 +170,7 @@ impl RulesFile for Policy {
     const FILE: &'static str = "policy";
     const WHAT: &'static str = "policy";
     const UNREADABLE: &'static str = "the previous policy stays in force \
-        (to run without a policy, restart without --policy)";
+        (to run without a policy, restart without one)";
     const REMOVED: &'static str = "policy file removed";
     fn parse(name: &str, text: &str, local_share: f64) -> Result<Self, Vec<ConfigError>> {
         Policy::parse_with_local_share(name, text, local_share)

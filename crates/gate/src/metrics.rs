@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 /// Labels of `appauth_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub(crate) struct OutcomeLabels {
     /// `accepted` or `rejected`.
     pub outcome: &'static str,
     /// The rejection reason, or `none`.
@@ -19,7 +19,7 @@ pub struct OutcomeLabels {
 
 /// Labels of `appauth_accepted_total`: which app called with which key.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KeyLabels {
+pub(crate) struct KeyLabels {
     /// The verified caller.
     pub app: String,
     /// The key that verified its token.
@@ -28,7 +28,7 @@ pub struct KeyLabels {
 
 /// Labels of `appauth_config_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConfigLabels {
+pub(crate) struct ConfigLabels {
     /// `policy` or `revocations`.
     pub file: &'static str,
     /// Content hash of the version in force, or `none`.
@@ -37,14 +37,14 @@ pub struct ConfigLabels {
 
 /// Labels of `appauth_config_reload_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FileLabels {
+pub(crate) struct FileLabels {
     /// `policy` or `revocations`.
     pub file: &'static str,
 }
 
 /// Labels of `appauth_shared_state_mode`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ModeLabels {
+pub(crate) struct ModeLabels {
     /// `global` (rate limits held in Redis) or `fallback` (Redis unreachable:
     /// the local fallback decides).
     pub mode: &'static str,
@@ -56,34 +56,34 @@ pub struct Metrics {
     /// Our own registry, when the metrics are not in a host's.
     registry: Option<Registry>,
     /// Requests on protected routes by outcome and reason.
-    pub requests: Family<OutcomeLabels, Counter>,
+    pub(crate) requests: Family<OutcomeLabels, Counter>,
     /// `requests{outcome="accepted"}`, resolved once: the hot path skips the
     /// family's lock and label hashing.
     accepted: Counter,
     /// Time spent verifying tokens that were not in the cache, in seconds.
-    pub verify_seconds: Histogram,
+    pub(crate) verify_seconds: Histogram,
     /// Apps with keys loaded.
-    pub apps_loaded: Gauge,
+    pub(crate) apps_loaded: Gauge,
     /// Public keys loaded across all apps.
-    pub keys_loaded: Gauge,
+    pub(crate) keys_loaded: Gauge,
     /// Snapshots published (one per reload that changed something).
-    pub reloads: Counter,
+    pub(crate) reloads: Counter,
     /// Full directory scans (start-up, periodic, Kubernetes swaps).
-    pub rescans: Counter,
+    pub(crate) rescans: Counter,
     /// Key files read.
-    pub key_file_reads: Counter,
+    pub(crate) key_file_reads: Counter,
     /// Key files refused.
-    pub key_file_errors: Counter,
+    pub(crate) key_file_errors: Counter,
     /// Private keys found in the keys directory.
-    pub private_keys_found: Counter,
+    pub(crate) private_keys_found: Counter,
     /// Rules in the revocation list in force.
-    pub revocation_rules: Gauge,
+    pub(crate) revocation_rules: Gauge,
     /// Requests whose token was found in the verified-token cache.
-    pub token_cache_hits: Counter,
+    pub(crate) token_cache_hits: Counter,
     /// Requests whose token had to be verified (first sight, or stale entry).
-    pub token_cache_misses: Counter,
+    pub(crate) token_cache_misses: Counter,
     /// Tokens held in the verified-token cache.
-    pub token_cache_entries: Gauge,
+    pub(crate) token_cache_entries: Gauge,
     /// Accepted requests by app and key: the rotation runbook's "the old kid
     /// no longer appears". Labels exist only for keys in the keys directory
     /// and are dropped when their key leaves it.
@@ -93,11 +93,23 @@ pub struct Metrics {
     config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
     config_reload_errors: Family<FileLabels, Counter>,
     /// With Redis: 1 for the mode this replica is in, 0 for the other.
-    pub shared_state_mode: Family<ModeLabels, Gauge>,
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "counted by the Redis link")
+    )]
+    pub(crate) shared_state_mode: Family<ModeLabels, Gauge>,
     /// With Redis: rate-limit budget requests sent to Redis.
-    pub shared_rate_refills: Counter,
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "counted by the Redis link")
+    )]
+    pub(crate) shared_rate_refills: Counter,
     /// With Redis: revocation rules received from Redis and in force.
-    pub shared_revocation_rules: Gauge,
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "counted by the Redis link")
+    )]
+    pub(crate) shared_revocation_rules: Gauge,
 }
 
 impl Default for Metrics {
@@ -133,7 +145,7 @@ impl Metrics {
                 reason: "none",
             })
             .clone();
-        for (outcome, reason) in crate::AuthError::all_outcomes() {
+        for (outcome, reason) in crate::Code::outcome_labels() {
             requests
                 .get_or_create(&OutcomeLabels { outcome, reason })
                 .inc_by(0);
@@ -218,20 +230,20 @@ impl Metrics {
         let shared_state_mode = Family::<ModeLabels, Gauge>::default();
         registry.register(
             "shared_state_mode",
-            "With --redis-url: 1 for the mode in force (global: limits held in Redis; fallback: \
+            "With Redis: 1 for the mode in force (global: limits held in Redis; fallback: \
              Redis unreachable, the local fallback decides)",
             shared_state_mode.clone(),
         );
         let shared_rate_refills = Counter::default();
         registry.register(
             "shared_rate_refills",
-            "With --redis-url: rate-limit budget shares requested from Redis",
+            "With Redis: rate-limit budget shares requested from Redis",
             shared_rate_refills.clone(),
         );
         let shared_revocation_rules = Gauge::default();
         registry.register(
             "shared_revocation_rules",
-            "With --redis-url: revocation rules from Redis in force",
+            "With Redis: revocation rules from Redis in force",
             shared_revocation_rules.clone(),
         );
         registry.register_collector(Box::new(RsaVerifications));
@@ -263,7 +275,7 @@ impl Metrics {
     }
 
     /// Records which version of `file` is in force.
-    pub fn set_config_version(&self, file: &'static str, version: &str) {
+    pub(crate) fn set_config_version(&self, file: &'static str, version: &str) {
         let mut versions = self.config_versions.lock();
         versions.retain(|(f, _)| *f != file);
         versions.push((file, version.to_owned()));
@@ -279,14 +291,14 @@ impl Metrics {
     }
 
     /// Counts a refused reload of `file`.
-    pub fn config_reload_error(&self, file: &'static str) {
+    pub(crate) fn config_reload_error(&self, file: &'static str) {
         self.config_reload_errors
             .get_or_create(&FileLabels { file })
             .inc();
     }
 
     /// Counts what loading or reloading the policy and revocations did.
-    pub fn count_config(&self, events: &[crate::ConfigEvent]) {
+    pub(crate) fn count_config(&self, events: &[crate::ConfigEvent]) {
         for event in events {
             match event {
                 crate::ConfigEvent::InForce {
@@ -306,7 +318,7 @@ impl Metrics {
 
     /// Counts what a key reload did, and drops the per-key series of keys
     /// that left the store.
-    pub fn count_keys(&self, report: &crate::ReloadReport, store: &crate::KeyStore) {
+    pub(crate) fn count_keys(&self, report: &crate::ReloadReport, store: &crate::KeyStore) {
         if report.full_scan {
             self.rescans.inc();
         }
@@ -322,22 +334,50 @@ impl Metrics {
         }
     }
 
-    /// Counts one request's outcome: `accepted`/`none`, `rejected`/<reason>,
-    /// `forbidden`/<reason>, `rate_limited`/`rate_exceeded`.
-    pub fn record(&self, outcome: &'static str, reason: &'static str) {
-        if outcome == "accepted" {
-            self.accepted.inc();
-            return;
-        }
+    /// Counts one accepted request (`accepted`/`none`).
+    pub(crate) fn record_accepted(&self) {
+        self.accepted.inc();
+    }
+
+    /// Counts one refusal under its code's outcome and reason.
+    pub(crate) fn record(&self, code: crate::Code) {
         self.requests
-            .get_or_create(&OutcomeLabels { outcome, reason })
+            .get_or_create(&OutcomeLabels {
+                outcome: code.outcome(),
+                reason: code.reason(),
+            })
             .inc();
+    }
+
+    /// Time spent verifying one token.
+    pub(crate) fn observe_verify(&self, took: std::time::Duration) {
+        self.verify_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A request served from the verified-token cache.
+    pub(crate) fn token_cache_hit(&self) {
+        self.token_cache_hits.inc();
+    }
+
+    /// A request whose token was not in the cache.
+    pub(crate) fn token_cache_miss(&self) {
+        self.token_cache_misses.inc();
+    }
+
+    /// Tokens now held in the cache.
+    pub(crate) fn token_cache_entries(&self, entries: usize) {
+        self.token_cache_entries.set(entries as i64);
+    }
+
+    /// Requests served from the verified-token cache so far.
+    pub fn token_cache_hits(&self) -> u64 {
+        self.token_cache_hits.get()
     }
 
     /// The counter of accepted requests for `app` signing with `kid`. Callers
     /// keep the handle (the token cache does), so a warm request touches no
     /// lock.
-    pub fn accepted_counter(&self, app: &str, kid: &str) -> Counter {
+    pub(crate) fn accepted_counter(&self, app: &str, kid: &str) -> Counter {
         let labels = KeyLabels {
             app: app.to_owned(),
             kid: kid.to_owned(),
@@ -349,7 +389,7 @@ impl Metrics {
 
     /// Drops the per-key counters of keys no longer loaded, so the label set
     /// stays bounded by the keys directory.
-    pub fn retain_keys(&self, loaded: impl Fn(&str, &str) -> bool) {
+    pub(crate) fn retain_keys(&self, loaded: impl Fn(&str, &str) -> bool) {
         self.accepted_keys.lock().retain(|l| {
             let keep = loaded(&l.app, &l.kid);
             if !keep {

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::revocation::ConfigError;
+use crate::route_pattern::RoutePattern;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,98 +42,6 @@ struct PolicyFile {
 struct RulesFile {
     allow: Option<Vec<Spanned<String>>>,
     rate: Option<Spanned<String>>,
-}
-
-/// One `METHOD /path` pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutePattern {
-    /// `None` matches any method.
-    method: Option<String>,
-    segments: Vec<Segment>,
-    /// Ends in `/**`.
-    subtree: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Any,
-}
-
-impl RoutePattern {
-    /// Parses `METHOD /path` or `*`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s == "*" {
-            return Ok(Self {
-                method: None,
-                segments: Vec::new(),
-                subtree: true,
-            });
-        }
-        let expected = "expected \"METHOD /path\" (e.g. \"GET /users/*\"), or \"*\" for everything";
-        let Some((method, path)) = s.split_once(' ') else {
-            return Err(format!("\"{s}\": {expected}"));
-        };
-        let path = path.trim();
-        let method = match method {
-            "*" => None,
-            m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_owned()),
-            m => {
-                return Err(format!(
-                    "\"{m}\" is not an HTTP method in capitals: {expected}"
-                ));
-            }
-        };
-        let Some(rest) = path.strip_prefix('/') else {
-            return Err(format!("path \"{path}\" must start with '/': {expected}"));
-        };
-        let mut segments = Vec::new();
-        let mut subtree = false;
-        let parts: Vec<&str> = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect()
-        };
-        for (i, part) in parts.iter().enumerate() {
-            match *part {
-                "**" if i == parts.len() - 1 => subtree = true,
-                "**" => return Err(format!("\"{path}\": \"**\" may only end a pattern")),
-                "*" => segments.push(Segment::Any),
-                "" => return Err(format!("\"{path}\" has an empty segment")),
-                p if p.contains('*') => {
-                    return Err(format!("\"{path}\": '*' must be a whole segment"));
-                }
-                p if p == "." || p == ".." => {
-                    return Err(format!("\"{path}\": '.' and '..' segments never match"));
-                }
-                p => segments.push(Segment::Literal(p.to_owned())),
-            }
-        }
-        Ok(Self {
-            method,
-            segments,
-            subtree,
-        })
-    }
-
-    /// Whether the pattern matches a canonical request.
-    fn matches(&self, method: &str, path: &[&str]) -> bool {
-        if self.method.as_deref().is_some_and(|m| m != method) {
-            return false;
-        }
-        let n = self.segments.len();
-        let length_ok = if self.subtree {
-            path.len() > n || (n == 0)
-        } else {
-            path.len() == n
-        };
-        length_ok
-            && self.segments.iter().zip(path).all(|(seg, p)| match seg {
-                Segment::Any => true,
-                Segment::Literal(l) => l == p,
-            })
-    }
 }
 
 /// A request rate: `N/s` or `N/m`.

@@ -168,7 +168,7 @@ impl RedisConfig {
 #[non_exhaustive]
 pub enum SharedError {
     /// The URL does not parse.
-    #[error("--redis-url {url}: {source}")]
+    #[error("Redis URL {url}: {source}")]
     Url {
         /// The URL as given (with any password hidden).
         url: String,
@@ -192,7 +192,7 @@ pub enum SharedError {
     #[error("{0}")]
     BadLine(String),
     /// The TLS settings do not fit the URL or the build.
-    #[error("--redis-url {url}: {problem}")]
+    #[error("Redis URL {url}: {problem}")]
     Tls {
         /// The URL (password hidden).
         url: String,
@@ -359,11 +359,42 @@ impl Shared {
     }
 }
 
+/// The one retry rhythm of every Redis task: 100 ms, doubling to 5 s, back
+/// to 100 ms once a try succeeds. Fast enough that a Redis back from a
+/// restart is in use within a second; slow enough that a dead one costs a
+/// connection attempt every 5 s per task.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    /// Waits the current delay, then doubles it (up to the maximum).
+    pub(crate) async fn sleep(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Self::MAX);
+    }
+
+    /// Back to the first delay, after a success.
+    pub(crate) fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
 /// Connects, then watches: while in fallback mode, probes with a doubling
 /// backoff (100 ms to 5 s) and returns to global mode when the limiter's own
 /// script runs again ([`limiter::GlobalLimiter::probe`]).
 async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     // Why Redis cannot be used, said once at WARN (a wrong CA or password, a
     // read-only replica, a missing ACL permission: causes an operator must
     // see), then at DEBUG while it stays the same.
@@ -421,7 +452,7 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
         if healthy {
             said = None;
             this.enter_global();
-            backoff = Duration::from_millis(100);
+            backoff.reset();
             // Sleep until a request's command fails, or re-check now and
             // then so a silent outage is noticed without traffic.
             let trouble = this.trouble.clone();
@@ -430,8 +461,7 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
         } else {
             this.enter_fallback(&"the probe failed");
             drop(this);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff.sleep().await;
         }
     }
 }
