@@ -59,9 +59,15 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use appauth_core::{Rejection, Verified, Verifier};
 
+// What the crate exported before the engine had a crate of its own, so
+// embedders' imports keep compiling.
+#[cfg(feature = "redis")]
+pub use appauth_gate::shared;
 pub use appauth_gate::{
-    AccessControl, Admission, BuildError, Builder, Gate, KeySource, KeyStore, Metrics, Refusal,
-    TokenCache, WatchConfig,
+    AccessControl, Admission, BuildError, Builder, ConfigEvent, ConfigFileError,
+    DEFAULT_RESCAN_INTERVAL, DEFAULT_REVOCATIONS_FILE, DEFAULT_TOKEN_CACHE_MB, Denial, Gate,
+    KeySource, KeyStore, Metrics, Refusal, ReloadReport, Reloadable, TokenCache, WatchConfig,
+    content_version, extract_token, files, path, policy, revocation,
 };
 
 /// The verified caller, available to handlers as an extractor.

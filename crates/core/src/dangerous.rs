@@ -109,6 +109,22 @@ pub(crate) fn decode_part<'b>(
     Ok(buf)
 }
 
+/// Decodes one base64url part into `stack` when it fits (a header does,
+/// unless it carries a certificate chain), into `heap` otherwise: what it
+/// decodes can then be borrowed while `heap` is reused for the next part.
+pub(crate) fn decode_part_small<'b>(
+    part: &'static str,
+    text: &str,
+    stack: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+) -> Result<&'b [u8], Rejection> {
+    match URL_SAFE_NO_PAD.decode_slice(text, stack) {
+        Ok(n) => Ok(&stack[..n]),
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => decode_part(part, text, heap),
+        Err(base64::DecodeSliceError::DecodeError(_)) => Err(Rejection::BadBase64 { part }),
+    }
+}
+
 /// Step 2's parse: the header as JSON.
 pub(crate) fn header(json: &[u8]) -> Result<UnverifiedHeader<'_>, Rejection> {
     serde_json::from_slice(json).map_err(|e| Rejection::BadHeader {

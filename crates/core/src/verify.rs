@@ -126,9 +126,16 @@ impl Verifier {
         // 1. Shape.
         let parts = dangerous::split(token)?;
 
-        // 2. Header and algorithm.
-        let mut buf = Vec::with_capacity(token.len());
-        let header_json = dangerous::decode_part("header", parts.header, &mut buf)?;
+        // 2. Header and algorithm. The header is decoded apart from the
+        // other parts, so its `kid` is borrowed, not copied.
+        let mut header_buf = [0u8; 256];
+        let mut long_header = Vec::new();
+        let header_json = dangerous::decode_part_small(
+            "header",
+            parts.header,
+            &mut header_buf,
+            &mut long_header,
+        )?;
         let header = dangerous::header(header_json)?;
         if header.crit {
             return Err(Rejection::CriticalHeader);
@@ -138,9 +145,10 @@ impl Verifier {
             .ok_or_else(|| Rejection::UnsupportedAlgorithm {
                 alg: dangerous::printable(&header.alg, 16),
             })?;
-        let kid = header.kid.map(|k| k.into_owned());
+        let kid = header.kid;
 
         // 3. appId, from claims not yet trusted.
+        let mut buf = Vec::with_capacity(parts.payload.len().max(parts.signature.len()));
         let payload_json = dangerous::decode_part("payload", parts.payload, &mut buf)?;
         let claims = dangerous::claims(payload_json)?;
         let app_id = AppId::new(&claims.app_id).map_err(|_| Rejection::InvalidAppId)?;

@@ -50,6 +50,10 @@ pub(crate) struct ModeLabels {
     pub mode: &'static str,
 }
 
+/// Accepted-request counters by kid, then by app (a key in two apps'
+/// bundles counts apart for each).
+type AcceptedKeys = std::collections::HashMap<Box<str>, Vec<(Box<str>, Counter)>>;
+
 /// Every metric the gate exports, under the `appauth_` prefix.
 #[derive(Debug)]
 pub struct Metrics {
@@ -88,7 +92,9 @@ pub struct Metrics {
     /// no longer appears". Labels exist only for keys in the keys directory
     /// and are dropped when their key leaves it.
     accepted_by_key: Family<KeyLabels, Counter>,
-    accepted_keys: parking_lot::Mutex<std::collections::HashSet<KeyLabels>>,
+    /// The counters of `accepted_by_key` by kid, then app: a cold request
+    /// finds its counter with one read lock and no allocation.
+    accepted_keys: parking_lot::RwLock<AcceptedKeys>,
     config_info: Family<ConfigLabels, Gauge>,
     config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
     config_reload_errors: Family<FileLabels, Counter>,
@@ -264,7 +270,7 @@ impl Metrics {
             token_cache_misses,
             token_cache_entries,
             accepted_by_key,
-            accepted_keys: parking_lot::Mutex::new(std::collections::HashSet::new()),
+            accepted_keys: parking_lot::RwLock::new(AcceptedKeys::new()),
             config_info,
             config_versions: parking_lot::Mutex::new(Vec::new()),
             config_reload_errors,
@@ -378,24 +384,46 @@ impl Metrics {
     /// keep the handle (the token cache does), so a warm request touches no
     /// lock.
     pub(crate) fn accepted_counter(&self, app: &str, kid: &str) -> Counter {
+        let known = |keys: &AcceptedKeys| {
+            keys.get(kid)?
+                .iter()
+                .find(|(a, _)| &**a == app)
+                .map(|(_, c)| c.clone())
+        };
+        if let Some(counter) = known(&self.accepted_keys.read()) {
+            return counter;
+        }
+        let mut keys = self.accepted_keys.write();
+        if let Some(counter) = known(&keys) {
+            return counter;
+        }
         let labels = KeyLabels {
             app: app.to_owned(),
             kid: kid.to_owned(),
         };
         let counter = self.accepted_by_key.get_or_create_owned(&labels);
-        self.accepted_keys.lock().insert(labels);
+        keys.entry(kid.into())
+            .or_default()
+            .push((app.into(), counter.clone()));
         counter
     }
 
     /// Drops the per-key counters of keys no longer loaded, so the label set
     /// stays bounded by the keys directory.
     pub(crate) fn retain_keys(&self, loaded: impl Fn(&str, &str) -> bool) {
-        self.accepted_keys.lock().retain(|l| {
-            let keep = loaded(&l.app, &l.kid);
-            if !keep {
-                self.accepted_by_key.remove(l);
-            }
-            keep
+        let mut keys = self.accepted_keys.write();
+        keys.retain(|kid, apps| {
+            apps.retain(|(app, _)| {
+                let keep = loaded(app, kid);
+                if !keep {
+                    self.accepted_by_key.remove(&KeyLabels {
+                        app: app.to_string(),
+                        kid: kid.to_string(),
+                    });
+                }
+                keep
+            });
+            !apps.is_empty()
         });
     }
 
@@ -426,5 +454,56 @@ impl Collector for RsaVerifications {
             counter.metric_type(),
         )?;
         counter.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_key_counters_are_shared_kept_apart_by_app_and_dropped_with_their_key() {
+        let m = Metrics::new();
+        let a = m.accepted_counter("orders", "k1");
+        m.accepted_counter("orders", "k1").inc();
+        a.inc();
+        // The same key in another app's bundle counts apart.
+        m.accepted_counter("billing", "k1").inc();
+        let text = m.render();
+        assert!(
+            text.contains(r#"appauth_accepted_total{app="orders",kid="k1"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"appauth_accepted_total{app="billing",kid="k1"} 1"#),
+            "{text}"
+        );
+        // orders' k1 leaves the directory: its series goes, billing's stays.
+        m.retain_keys(|app, kid| !(app == "orders" && kid == "k1"));
+        let text = m.render();
+        assert!(!text.contains(r#"app="orders",kid="k1""#), "{text}");
+        assert!(
+            text.contains(r#"appauth_accepted_total{app="billing",kid="k1"} 1"#),
+            "{text}"
+        );
+        // Back again, it starts from zero.
+        m.accepted_counter("orders", "k1").inc();
+        assert!(
+            m.render()
+                .contains(r#"appauth_accepted_total{app="orders",kid="k1"} 1"#)
+        );
+    }
+
+    #[test]
+    fn every_code_is_pre_registered_at_zero() {
+        let text = Metrics::new().render();
+        for code in crate::Code::ALL {
+            let series = format!(
+                r#"appauth_requests_total{{outcome="{}",reason="{}"}} 0"#,
+                code.outcome(),
+                code.reason()
+            );
+            assert!(text.contains(&series), "{series} missing");
+        }
     }
 }

@@ -133,6 +133,17 @@ fn a_bundle_verifies_with_every_key_and_a_kid_selects_one() {
         &claims("node-app"),
     );
     assert_eq!(reason(&v, &unknown, &keys), Reason::BadSignature);
+
+    // A header too long for the verifier's stack buffer (a certificate
+    // chain rides along, ignored) still selects its key by kid.
+    let mut long = with_kid(node.kid().as_str());
+    long["x5c"] = serde_json::json!(["A".repeat(3000)]);
+    let long = forge(&node, Algorithm::RS512, &long, &claims("node-app"));
+    assert_eq!(v.verify(&long, &keys).unwrap().kid, *node.kid());
+    let mut long_wrong = with_kid(other_kid.as_str());
+    long_wrong["x5c"] = serde_json::json!(["A".repeat(3000)]);
+    let long_wrong = forge(&node, Algorithm::RS512, &long_wrong, &claims("node-app"));
+    assert_eq!(reason(&v, &long_wrong, &keys), Reason::BadSignature);
 }
 
 #[test]
