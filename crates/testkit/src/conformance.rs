@@ -801,6 +801,87 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// The gRPC half of the table: the same refusals to a request that says
+/// `content-type: application/grpc`, each as a trailers-only answer with its
+/// gRPC status (for targets that speak gRPC: the tower adapter). Run it on
+/// a fresh fixture: it spends `limited`'s rate.
+pub async fn run_grpc<F, Fut>(fixture: &Fixture, target: &str, mut call: F) -> usize
+where
+    F: FnMut(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let grpc = |method, path: &str, token: Option<&str>| {
+        let mut headers = vec![("content-type", "application/grpc+proto"), ("te", "trailers")];
+        if let Some(t) = token {
+            headers.push(("x-token", t));
+        }
+        req(method, path, &headers)
+    };
+    let orders = fixture.good(&fixture.orders, "orders");
+    let billing = fixture.good(&fixture.billing, "billing");
+    let limited = fixture.good(&fixture.limited, "limited");
+    let cases: Vec<(&str, Request, usize, Option<(&str, &str)>)> = vec![
+        ("no token", grpc("POST", "/ping", None), 1, Some(("16", "missing_token"))),
+        ("a bad token", grpc("POST", "/ping", Some("a.b.c")), 1, Some(("16", "malformed"))),
+        ("a route the policy does not allow", grpc("GET", "/users", Some(&billing)), 1, Some(("7", "route_not_allowed"))),
+        ("over the rate", grpc("GET", "/ping", Some(&limited)), 3, Some(("8", "rate_exceeded"))),
+        ("a path in disguise", grpc("POST", "/users/%2e%2e/ping", Some(&orders)), 1, Some(("3", "path_not_canonical"))),
+        ("a valid token passes", grpc("GET", "/ping", Some(&orders)), 1, None),
+    ];
+    let mut failures = Vec::new();
+    let count = cases.len();
+    for (name, request, times, expect) in cases {
+        let mut response = None;
+        for _ in 0..times {
+            response = Some(call(request.clone()).await);
+        }
+        let r = response.expect("times >= 1");
+        let status = r.headers.get("grpc-status").map(String::as_str);
+        let message = r.headers.get("grpc-message").map(String::as_str);
+        match expect {
+            Some((code, reason)) => {
+                if r.status != 200 || status != Some(code) || message != Some(reason) || !r.body.is_empty() {
+                    failures.push(format!(
+                        "{name}: HTTP {} grpc-status {status:?} grpc-message {message:?} body {:?} (expected 200, {code}, {reason}, no body)",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ));
+                }
+            }
+            None if r.status != 200 || status.is_some() => {
+                failures.push(format!("{name}: HTTP {} grpc-status {status:?}", r.status));
+            }
+            None => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{target} (gRPC): {} of {count} cases failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    count
+}
+
+/// Checks the answer to `GET /ping` (with any token) of a gate whose keys
+/// are still loading: the table cannot bring a target to that state, so
+/// each adapter's suite builds one over a key source that is never ready.
+pub fn assert_not_ready(target: &str, response: &Response) {
+    let expect = Expect {
+        status: 503,
+        refusal: Some(("not_ready", "keys_loading")),
+        headers: vec![
+            ("retry-after", "1".into()),
+            ("cache-control", "no-store".into()),
+            ("content-type", "application/json".into()),
+        ],
+        absent: vec!["www-authenticate"],
+    };
+    if let Err(problem) = judge(&expect, response) {
+        panic!("{target}, keys still loading: {problem}");
+    }
+}
+
 /// Sends `request` over a new HTTP/1.1 connection to `addr` (`host:port`),
 /// byte for byte (clients normalize `..` and escapes; this one does not),
 /// with `connection: close`, and reads the whole answer.

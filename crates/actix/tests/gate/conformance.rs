@@ -76,3 +76,40 @@ async fn the_conformance_table_passes_on_the_actix_adapter() {
     .await;
     assert!(cases >= 50, "{cases} cases");
 }
+
+/// A key source whose first load never ends.
+struct Loading;
+
+impl appauth_core::KeyProvider for Loading {
+    fn keys_for(&self, _: &appauth_core::AppId) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
+        None
+    }
+}
+
+impl appauth_actix::KeySource for Loading {
+    fn is_ready(&self) -> bool {
+        false
+    }
+}
+
+#[actix_web::test]
+async fn keys_still_loading_is_a_503_with_retry_after() {
+    let verifier = appauth_core::Verifier::new(appauth_core::VerifyConfig::default());
+    let gate = AppAuth::new(
+        verifier,
+        std::sync::Arc::new(Loading),
+        std::sync::Arc::new(appauth_actix::Metrics::new()),
+    );
+    let app = at::init_service(
+        App::new()
+            .wrap(gate)
+            .route("/ping", web::get().to(|_: Caller| async { "pong" })),
+    )
+    .await;
+    let req = at::TestRequest::get()
+        .uri("/ping")
+        .insert_header(("x-token", "a.b.c"))
+        .to_request();
+    let got = response(at::call_service(&app, req).await).await;
+    conformance::assert_not_ready("appauth-actix", &got);
+}

@@ -64,3 +64,54 @@ async fn the_conformance_table_passes_on_the_tower_adapter() {
     let cases = conformance::run(&fixture, "appauth-tower", |r| call(&router, r)).await;
     assert!(cases >= 50, "{cases} cases");
 }
+
+#[tokio::test]
+async fn grpc_callers_get_grpc_statuses_for_every_kind_of_refusal() {
+    let fixture = Fixture::new();
+    let router = app(&args(&fixture)).unwrap();
+    conformance::run_grpc(&fixture, "appauth-tower", |r| call(&router, r)).await;
+}
+
+/// A key source whose first load never ends.
+struct Loading;
+
+impl appauth_core::KeyProvider for Loading {
+    fn keys_for(&self, _: &appauth_core::AppId) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
+        None
+    }
+}
+
+impl appauth_gate::KeySource for Loading {
+    fn is_ready(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn keys_still_loading_is_a_503_with_retry_after_or_unavailable_for_grpc() {
+    let verifier = appauth_core::Verifier::new(appauth_core::VerifyConfig::default());
+    let gate = appauth_tower::Gate::new(
+        verifier,
+        std::sync::Arc::new(Loading),
+        std::sync::Arc::new(appauth_tower::Metrics::new()),
+    );
+    let router = axum::Router::new()
+        .route("/ping", axum::routing::get(|| async { "pong" }))
+        .layer(appauth_tower::AppAuthLayer::from(gate));
+    let request = Request {
+        method: "GET",
+        path: "/ping".into(),
+        headers: vec![("x-token".into(), "a.b.c".into())],
+        body: Vec::new(),
+    };
+    let got = call(&router, request.clone()).await;
+    conformance::assert_not_ready("appauth-tower", &got);
+    // The same refusal to a gRPC caller: 14 UNAVAILABLE, trailers-only.
+    let mut grpc = request;
+    grpc.headers.push(("content-type".into(), "application/grpc".into()));
+    let got = call(&router, grpc).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers.get("grpc-status").map(String::as_str), Some("14"));
+    assert_eq!(got.headers.get("grpc-message").map(String::as_str), Some("keys_loading"));
+    assert!(got.body.is_empty());
+}
