@@ -55,7 +55,7 @@ use std::time::Instant;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use appauth_core::{Rejection, Verified, Verifier};
 
@@ -129,7 +129,15 @@ struct ActixHeaders<'a>(&'a HeaderMap);
 
 impl appauth_gate::Headers for ActixHeaders<'_> {
     fn field(&self, name: &str) -> appauth_gate::Field<'_> {
-        appauth_gate::Field::of(self.0.get_all(name).map(|v| v.as_bytes()))
+        // The two names the gate asks for, as constants: a `&str` name is
+        // parsed again on every lookup.
+        const X_TOKEN: HeaderName = HeaderName::from_static(appauth_core::TOKEN_HEADER);
+        let values = match name {
+            appauth_core::TOKEN_HEADER => self.0.get_all(X_TOKEN),
+            appauth_gate::AUTHORIZATION => self.0.get_all(AUTHORIZATION),
+            other => self.0.get_all(other),
+        };
+        appauth_gate::Field::of(values.map(|v| v.as_bytes()))
     }
 }
 

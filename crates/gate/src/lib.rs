@@ -71,6 +71,6 @@ pub use gate::{Admission, Gate, KeySource};
 pub use metrics::Metrics;
 pub use refusal::{Code, LogLevel, Refusal};
 pub use reload::Reloadable;
-pub use request::{Field, Headers, RequestHead, extract_token};
+pub use request::{AUTHORIZATION, Field, Headers, RequestHead, extract_token};
 pub use store::{KeyStore, ReloadReport};
 pub use watcher::{DEFAULT_RESCAN_INTERVAL, Reload, WatchConfig, WatcherHandle, watch};

@@ -18,6 +18,9 @@ pub struct RoutePattern {
     segments: Vec<Segment>,
     /// Ends in `/**`.
     subtree: bool,
+    /// The whole path, when every segment is a literal and there is no
+    /// subtree.
+    literal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,7 @@ impl RoutePattern {
                 method: None,
                 segments: Vec::new(),
                 subtree: true,
+                literal: None,
             });
         }
         let expected = "expected \"METHOD /path\" (e.g. \"GET /users/*\"), or \"*\" for everything";
@@ -83,10 +87,13 @@ impl RoutePattern {
                 p => segments.push(Segment::Literal(p.to_owned())),
             }
         }
+        let literal = (!subtree && segments.iter().all(|s| matches!(s, Segment::Literal(_))))
+            .then(|| path.to_owned());
         Ok(Self {
             method,
             segments,
             subtree,
+            literal,
         })
     }
 
@@ -112,6 +119,14 @@ impl RoutePattern {
     /// Whether the pattern matches `method path` exactly: a trailing `/` is
     /// a segment of its own (an empty one, which nothing matches).
     pub fn matches_exactly(&self, method: &str, path: &str) -> bool {
+        if self.method.as_deref().is_some_and(|m| m != method) {
+            return false;
+        }
+        // An all-literal pattern (`/healthz`) is one comparison: every
+        // request passes the exemptions, so they are checked cheaply.
+        if let Some(literal) = &self.literal {
+            return path == literal;
+        }
         let Some(rest) = path.strip_prefix('/') else {
             return false;
         };
@@ -153,6 +168,10 @@ mod tests {
         assert!(h.matches_exactly("GET", "/healthz"));
         assert!(!h.matches_exactly("GET", "/healthz/"));
         assert!(!h.matches_exactly("GET", "healthz"));
+        assert!(!h.matches_exactly("HEAD", "/healthz"));
+        let root = RoutePattern::of("GET", "/").unwrap();
+        assert!(root.matches_exactly("GET", "/"));
+        assert!(!root.matches_exactly("GET", "/x"));
         let sub = RoutePattern::parse("* /docs/**").unwrap();
         assert!(sub.matches_exactly("PUT", "/docs/a/b"));
         assert!(!sub.matches_exactly("PUT", "/docs"));

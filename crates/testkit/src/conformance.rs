@@ -44,6 +44,32 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+impl Response {
+    /// A response from its parts, header names lower-cased and a repeated
+    /// name's values joined, as every target's answers are compared.
+    pub fn new<'a>(
+        status: u16,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: Vec<u8>,
+    ) -> Self {
+        let mut joined = BTreeMap::<String, String>::new();
+        for (name, value) in headers {
+            joined
+                .entry(name.trim().to_ascii_lowercase())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(value.trim())
+                })
+                .or_insert_with(|| value.trim().to_owned());
+        }
+        Response {
+            status,
+            headers: joined,
+            body,
+        }
+    }
+}
+
 /// The files every target runs on, and the keys that sign the table's
 /// tokens.
 pub struct Fixture {
@@ -811,7 +837,10 @@ where
     Fut: Future<Output = Response>,
 {
     let grpc = |method, path: &str, token: Option<&str>| {
-        let mut headers = vec![("content-type", "application/grpc+proto"), ("te", "trailers")];
+        let mut headers = vec![
+            ("content-type", "application/grpc+proto"),
+            ("te", "trailers"),
+        ];
         if let Some(t) = token {
             headers.push(("x-token", t));
         }
@@ -821,12 +850,42 @@ where
     let billing = fixture.good(&fixture.billing, "billing");
     let limited = fixture.good(&fixture.limited, "limited");
     let cases: Vec<(&str, Request, usize, Option<(&str, &str)>)> = vec![
-        ("no token", grpc("POST", "/ping", None), 1, Some(("16", "missing_token"))),
-        ("a bad token", grpc("POST", "/ping", Some("a.b.c")), 1, Some(("16", "malformed"))),
-        ("a route the policy does not allow", grpc("GET", "/users", Some(&billing)), 1, Some(("7", "route_not_allowed"))),
-        ("over the rate", grpc("GET", "/ping", Some(&limited)), 3, Some(("8", "rate_exceeded"))),
-        ("a path in disguise", grpc("POST", "/users/%2e%2e/ping", Some(&orders)), 1, Some(("3", "path_not_canonical"))),
-        ("a valid token passes", grpc("GET", "/ping", Some(&orders)), 1, None),
+        (
+            "no token",
+            grpc("POST", "/ping", None),
+            1,
+            Some(("16", "missing_token")),
+        ),
+        (
+            "a bad token",
+            grpc("POST", "/ping", Some("a.b.c")),
+            1,
+            Some(("16", "malformed")),
+        ),
+        (
+            "a route the policy does not allow",
+            grpc("GET", "/users", Some(&billing)),
+            1,
+            Some(("7", "route_not_allowed")),
+        ),
+        (
+            "over the rate",
+            grpc("GET", "/ping", Some(&limited)),
+            3,
+            Some(("8", "rate_exceeded")),
+        ),
+        (
+            "a path in disguise",
+            grpc("POST", "/users/%2e%2e/ping", Some(&orders)),
+            1,
+            Some(("3", "path_not_canonical")),
+        ),
+        (
+            "a valid token passes",
+            grpc("GET", "/ping", Some(&orders)),
+            1,
+            None,
+        ),
     ];
     let mut failures = Vec::new();
     let count = cases.len();
@@ -840,7 +899,11 @@ where
         let message = r.headers.get("grpc-message").map(String::as_str);
         match expect {
             Some((code, reason)) => {
-                if r.status != 200 || status != Some(code) || message != Some(reason) || !r.body.is_empty() {
+                if r.status != 200
+                    || status != Some(code)
+                    || message != Some(reason)
+                    || !r.body.is_empty()
+                {
                     failures.push(format!(
                         "{name}: HTTP {} grpc-status {status:?} grpc-message {message:?} body {:?} (expected 200, {code}, {reason}, no body)",
                         r.status,

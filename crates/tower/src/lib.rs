@@ -152,7 +152,15 @@ struct HttpHeaders<'a>(&'a HeaderMap);
 
 impl appauth_gate::Headers for HttpHeaders<'_> {
     fn field(&self, name: &str) -> appauth_gate::Field<'_> {
-        appauth_gate::Field::of(self.0.get_all(name).iter().map(HeaderValue::as_bytes))
+        // The two names the gate asks for, as constants: a `&str` name is
+        // parsed again on every lookup.
+        const X_TOKEN: HeaderName = HeaderName::from_static(appauth_core::TOKEN_HEADER);
+        let values = match name {
+            appauth_core::TOKEN_HEADER => self.0.get_all(X_TOKEN),
+            appauth_gate::AUTHORIZATION => self.0.get_all(http::header::AUTHORIZATION),
+            other => self.0.get_all(other),
+        };
+        appauth_gate::Field::of(values.iter().map(HeaderValue::as_bytes))
     }
 }
 

@@ -1,8 +1,6 @@
 //! The conformance table (appauth-testkit) against the actix adapter in
 //! process: an actix-web app with the server's routes, no socket.
 
-use std::collections::BTreeMap;
-
 use actix_web::dev::ServiceResponse;
 use actix_web::test as at;
 use actix_web::{App, HttpResponse, web};
@@ -21,23 +19,17 @@ fn request(request: Request) -> at::TestRequest {
 
 async fn response<B: actix_web::body::MessageBody>(response: ServiceResponse<B>) -> Response {
     let status = response.status().as_u16();
-    let mut headers = BTreeMap::<String, String>::new();
-    for (name, value) in response.headers() {
-        let value = value.to_str().unwrap_or("").to_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value)
-            })
-            .or_insert(value);
-    }
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
     let body = at::read_body(response).await.to_vec();
-    Response {
+    Response::new(
         status,
-        headers,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         body,
-    }
+    )
 }
 
 #[actix_web::test]
@@ -81,7 +73,10 @@ async fn the_conformance_table_passes_on_the_actix_adapter() {
 struct Loading;
 
 impl appauth_core::KeyProvider for Loading {
-    fn keys_for(&self, _: &appauth_core::AppId) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
+    fn keys_for(
+        &self,
+        _: &appauth_core::AppId,
+    ) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
         None
     }
 }

@@ -112,6 +112,28 @@ async fn the_jwks_follows_the_keys_directory_within_a_second() {
     assert_eq!(resp.status(), 401);
 }
 
+#[test]
+fn every_other_spelling_of_the_jwks_route_is_refused_before_any_route() {
+    let dir = tempfile::tempdir().unwrap();
+    add_app(dir.path(), "orders");
+    let server = Server::start(dir.path(), &["--serve-jwks"]);
+    let status = |path: &str| crate::util::raw_status(&server.url, path);
+    assert_eq!(status("/.well-known/appauth/orders/jwks.json"), Some(200));
+    for disguised in [
+        "/.well-known/appauth/%6frders/jwks.json",
+        "/.well-known/appauth/orders/jwks%2ejson",
+        "/.well-known/appauth/x/../orders/jwks.json",
+        "/.well-known/appauth/%2e%2e/appauth/orders/jwks.json",
+        "/.well-known/appauth/./orders/jwks.json",
+        "/.well-known/appauth/orders/..;/orders/jwks.json",
+        "/.well-known/appauth//orders/jwks.json",
+        "/.well-known/appauth/%c0%ae%c0%ae/orders/jwks.json",
+        "/%2ewell-known/appauth/orders/jwks.json",
+    ] {
+        assert_eq!(status(disguised), Some(400), "{disguised}");
+    }
+}
+
 #[tokio::test]
 async fn the_jwks_advertises_the_algorithm_the_server_accepts() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,6 @@
 //! The conformance table (appauth-testkit) against the tower adapter in
 //! process: the axum example's own router, no socket.
 
-use std::collections::BTreeMap;
-
 use appauth_testkit::conformance::{self, AUDIENCE, Fixture, Request, Response};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -21,17 +19,11 @@ async fn call(router: &axum::Router, request: Request) -> Response {
         .expect("a request the table can send");
     let response = router.clone().oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
-    let mut headers = BTreeMap::<String, String>::new();
-    for (name, value) in response.headers() {
-        let value = value.to_str().unwrap_or("").to_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value)
-            })
-            .or_insert(value);
-    }
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
     let body = response
         .into_body()
         .collect()
@@ -39,11 +31,11 @@ async fn call(router: &axum::Router, request: Request) -> Response {
         .expect("body")
         .to_bytes()
         .to_vec();
-    Response {
+    Response::new(
         status,
-        headers,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         body,
-    }
+    )
 }
 
 pub fn args(fixture: &Fixture) -> Args {
@@ -76,7 +68,10 @@ async fn grpc_callers_get_grpc_statuses_for_every_kind_of_refusal() {
 struct Loading;
 
 impl appauth_core::KeyProvider for Loading {
-    fn keys_for(&self, _: &appauth_core::AppId) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
+    fn keys_for(
+        &self,
+        _: &appauth_core::AppId,
+    ) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
         None
     }
 }
@@ -108,10 +103,17 @@ async fn keys_still_loading_is_a_503_with_retry_after_or_unavailable_for_grpc() 
     conformance::assert_not_ready("appauth-tower", &got);
     // The same refusal to a gRPC caller: 14 UNAVAILABLE, trailers-only.
     let mut grpc = request;
-    grpc.headers.push(("content-type".into(), "application/grpc".into()));
+    grpc.headers
+        .push(("content-type".into(), "application/grpc".into()));
     let got = call(&router, grpc).await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.headers.get("grpc-status").map(String::as_str), Some("14"));
-    assert_eq!(got.headers.get("grpc-message").map(String::as_str), Some("keys_loading"));
+    assert_eq!(
+        got.headers.get("grpc-status").map(String::as_str),
+        Some("14")
+    );
+    assert_eq!(
+        got.headers.get("grpc-message").map(String::as_str),
+        Some("keys_loading")
+    );
     assert!(got.body.is_empty());
 }
