@@ -849,7 +849,9 @@ where
     let orders = fixture.good(&fixture.orders, "orders");
     let billing = fixture.good(&fixture.billing, "billing");
     let limited = fixture.good(&fixture.limited, "limited");
-    let cases: Vec<(&str, Request, usize, Option<(&str, &str)>)> = vec![
+    // (name, request, times sent, expected grpc-status and grpc-message).
+    type GrpcCase<'a> = (&'a str, Request, usize, Option<(&'a str, &'a str)>);
+    let cases: Vec<GrpcCase> = vec![
         (
             "no token",
             grpc("POST", "/ping", None),
@@ -898,23 +900,22 @@ where
         let status = r.headers.get("grpc-status").map(String::as_str);
         let message = r.headers.get("grpc-message").map(String::as_str);
         match expect {
-            Some((code, reason)) => {
+            Some((code, reason))
                 if r.status != 200
                     || status != Some(code)
                     || message != Some(reason)
-                    || !r.body.is_empty()
-                {
-                    failures.push(format!(
-                        "{name}: HTTP {} grpc-status {status:?} grpc-message {message:?} body {:?} (expected 200, {code}, {reason}, no body)",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    ));
-                }
+                    || !r.body.is_empty() =>
+            {
+                failures.push(format!(
+                    "{name}: HTTP {} grpc-status {status:?} grpc-message {message:?} body {:?} (expected 200, {code}, {reason}, no body)",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ));
             }
             None if r.status != 200 || status.is_some() => {
                 failures.push(format!("{name}: HTTP {} grpc-status {status:?}", r.status));
             }
-            None => {}
+            _ => {}
         }
     }
     assert!(
