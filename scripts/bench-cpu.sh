@@ -17,6 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench/lib.sh
 SECS=${BENCH_SECONDS:-5}
+# Rounds of every row, interleaved, reporting each row's median: on two
+# shared cores one run of a row can land 30 % off.
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
 NTOKENS=${BENCH_TOKENS:-10000}
 
@@ -36,34 +39,48 @@ measure() { # measure PID URL PATH [TOKENS] -> "us_per_request requests rps"
 }
 
 start_server warm --workers 1
-A=$(measure "$PID" "$URL" /healthz)
-B=$(measure "$PID" "$URL" /ping "$work/warm.txt")
+WARM_PID=$PID WARM_URL=$URL
 start_server cold --workers 1 --token-cache-mb 0
-C=$(measure "$PID" "$URL" /ping "$work/cold.txt")
+COLD_PID=$PID COLD_URL=$URL
 start_axum axum-warm
-D=$(measure "$PID" "$URL" /healthz)
-E=$(measure "$PID" "$URL" /ping "$work/warm.txt")
+AXUM_PID=$PID AXUM_URL=$URL
 start_axum axum-cold --token-cache-mb 0
-F=$(measure "$PID" "$URL" /ping "$work/cold.txt")
-ossl=$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}')
+AXUM_COLD_PID=$PID AXUM_COLD_URL=$URL
+A=() B=() C=() D=() E=() F=() OSSL=()
+for _ in $(seq 1 "$ROUNDS"); do
+  A+=("$(measure "$WARM_PID" "$WARM_URL" /healthz)")
+  B+=("$(measure "$WARM_PID" "$WARM_URL" /ping "$work/warm.txt")")
+  C+=("$(measure "$COLD_PID" "$COLD_URL" /ping "$work/cold.txt")")
+  D+=("$(measure "$AXUM_PID" "$AXUM_URL" /healthz)")
+  E+=("$(measure "$AXUM_PID" "$AXUM_URL" /ping "$work/warm.txt")")
+  F+=("$(measure "$AXUM_COLD_PID" "$AXUM_COLD_URL" /ping "$work/cold.txt")")
+  OSSL+=("$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}')")
+done
+join() { local IFS=';'; echo "$*"; }
 
-python3 - "$BIN" "$ossl" "$A" "$B" "$C" "$D" "$E" "$F" <<'PY'
-import sys
-binary, ossl, *rows = sys.argv[1:]
-verify_us = 1e6 / float(ossl)
+python3 - "$BIN" "$(join "${OSSL[@]}")" "$(join "${A[@]}")" "$(join "${B[@]}")" "$(join "${C[@]}")" \
+  "$(join "${D[@]}")" "$(join "${E[@]}")" "$(join "${F[@]}")" <<'PY'
+import statistics, sys
+binary, ossl, *runs = sys.argv[1:]
+verify_us = statistics.median(1e6 / float(v) for v in ossl.split(";"))
+def median_row(run):
+    rows = [r.split() for r in run.split(";")]
+    us = statistics.median(float(r[0]) for r in rows)
+    return f"{us} {sum(int(r[1]) for r in rows)} {statistics.median(int(r[2]) for r in rows)}"
+rows = [median_row(r) for r in runs]
 names = ["(a) GET /healthz, no token", "(b) warm GET /ping, one token", "(c) cold GET /ping, 2048-bit, cache off",
          "(d) axum-api GET /healthz, no token", "(e) axum-api warm GET /ping", "(f) axum-api cold GET /ping, cache off"]
-print(f"binary: {binary}")
+print(f"binary: {binary}; each row the median of {len(runs[0].split(';'))} interleaved runs")
 print("| run | server CPU us/request | requests | req/s |")
 print("|---|---:|---:|---:|")
 vals = []
 for name, row in zip(names, rows):
     us, n, rps = row.split()
     vals.append(float(us))
-    print(f"| {name} | {float(us):.2f} | {int(n):,} | {int(rps):,} |")
+    print(f"| {name} | {float(us):.2f} | {int(n):,} | {int(float(rps)):,} |")
 a, b, c, d, e, f = vals
 print()
-print(f"openssl verify, one 2048-bit operation: {verify_us:.2f} us (same run)")
+print(f"openssl verify, one 2048-bit operation: {verify_us:.2f} us (median, same run)")
 print(f"actix: warm gate cost (b)-(a): {b - a:.2f} us; cold (c) vs floor (a)+openssl verify: "
       f"{c:.2f} / {a + verify_us:.2f} = {c / (a + verify_us):.2f}x")
 print(f"tower: warm gate cost (e)-(d): {e - d:.2f} us (target <= 1 us); cold (f) vs floor (d)+openssl verify: "
