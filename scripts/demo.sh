@@ -10,6 +10,7 @@ note() { printf '   %s\n' "$*"; }
 
 step "Building appauth (release; the first build takes a few minutes)"
 cargo build --release -q -p appauth-keygen -p appauth-server -p appauth-client --bins --example call-api
+cargo build --release -q -p appauth-tower --example axum-api
 BIN=$ROOT/target/release
 KEYGEN=$BIN/appauth-keygen TOKEN=$BIN/appauth-token CALL=$BIN/examples/call-api
 
@@ -132,6 +133,21 @@ else
   note "skipped: redis-server is not installed (apt-get install redis-server)"
 fi
 
-step "8. Stopping the server (SIGTERM: in-flight requests drain)"
+step "8. The same gate inside someone else's axum service (appauth-tower)"
+aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN/examples/axum-api" --keys-dir "$work/keys" --bind "127.0.0.1:$aport" >"$work/axum.log" 2>&1 &
+extra_pids+=($!)
+axum="http://127.0.0.1:$aport"
+for _ in $(seq 1 100); do curl -sf "$axum/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+note "crates/tower/examples/axum-api.rs on $axum, over the same keys directory:"
+"$CALL" --app-id billing-service --key "$work/private/billing-service_private.pem" --url "$axum" --path /whoami
+forged=$("$TOKEN" --app-id orders-service --key "$work/attacker/intruder_private.pem")
+for target in "$url" "$axum"; do
+  code=$(curl -s -o "$work/body" -w '%{http_code}' -H "x-token: $forged" "$target/ping")
+  note "the forged token at $target -> HTTP $code $(cat "$work/body")"
+done
+note "(one engine, appauth-gate: the refusal is byte for byte the same)"
+
+step "9. Stopping the server (SIGTERM: in-flight requests drain)"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
 note "done. Server log: $(wc -l <"$work/server.log") lines; rejections were logged with their reasons, never the tokens."
