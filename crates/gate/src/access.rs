@@ -397,7 +397,7 @@ impl AccessControl {
     }
 
     /// Steps 8-10 for a verified caller: a domain decision, which
-    /// [`crate::AuthError::denied`] turns into a response.
+    /// [`crate::Refusal::denied`] turns into a response.
     pub fn check(&self, caller: &Verified, method: &str, path: &str) -> Result<(), Denial> {
         if let Some(rule) = self.revocations.load().check(caller) {
             return Err(Denial::Revoked(rule));
