@@ -248,3 +248,29 @@ async fn a_lift_reaches_both_and_a_redis_that_lost_its_data_lifts_nothing() {
     assert!(list_revocations(&config).unwrap().is_empty());
     both_answer!("j-3", 200, Duration::ZERO, "lift undone by a periodic read");
 }
+
+#[test]
+fn a_rule_an_older_release_stored_with_an_offset_is_lifted_by_its_own_words() {
+    let redis = appauth_testkit::Redis::start();
+    let config = RedisConfig::new(redis.url());
+    // How releases before the typed rule stored it: the time as typed.
+    let typed = "app billing before 2026-01-01T02:00:00+02:00";
+    redis
+        .command(&["SADD", "appauth:revocations", typed])
+        .unwrap();
+    assert_eq!(list_revocations(&config).unwrap(), [typed]);
+    let lifted = lift_revocation(&config, typed).unwrap();
+    assert!(lifted.changed, "{lifted:?}");
+    assert_eq!(lifted.rule, "app billing before 2026-01-01T00:00:00Z");
+    assert!(list_revocations(&config).unwrap().is_empty());
+    // A new one is stored in the one spelling, and its lift in any spelling
+    // of the same instant matches it.
+    store_revocation(&config, typed).unwrap();
+    assert_eq!(
+        list_revocations(&config).unwrap(),
+        ["app billing before 2026-01-01T00:00:00Z"]
+    );
+    let lifted = lift_revocation(&config, "app billing before 2026-01-01T01:00:00+01:00").unwrap();
+    assert!(lifted.changed);
+    assert!(list_revocations(&config).unwrap().is_empty());
+}

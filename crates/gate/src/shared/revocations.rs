@@ -37,7 +37,9 @@ use crate::revocation::{RevocationList, Rule};
 pub const DEFAULT_REVOCATION_RESYNC: Duration = Duration::from_secs(30);
 
 /// Records one change and announces it, atomically.
-/// `KEYS`: rules, lifted, generation; `ARGV`: `revoke` or `lift`, the rule.
+/// `KEYS`: rules, lifted, generation; `ARGV`: `revoke` or `lift`, the rule,
+/// and for a lift the rule as releases before the typed `Rule` spelled it
+/// (times as typed), which is removed too.
 /// Returns `{changed (0 or 1), replicas listening}`.
 const LUA_CHANGE: &str = r"
 local t = redis.call('TIME')
@@ -50,6 +52,9 @@ if ARGV[1] == 'revoke' then
   redis.call('SREM', KEYS[2], ARGV[2])
 else
   changed = redis.call('SREM', KEYS[1], ARGV[2])
+  if ARGV[3] and ARGV[3] ~= ARGV[2] then
+    changed = math.min(1, changed + redis.call('SREM', KEYS[1], ARGV[3]))
+  end
   redis.call('SADD', KEYS[2], ARGV[2])
 end
 redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
@@ -349,12 +354,23 @@ pub fn lift_revocation(config: &RedisConfig, rule: &str) -> Result<Stored, Share
 }
 
 fn change(config: &RedisConfig, verb: &str, rule: &str) -> Result<Stored, SharedError> {
-    let rule: Rule = rule.parse().map_err(SharedError::BadLine)?;
-    let rule = rule.to_string();
+    let typed: Rule = rule.parse().map_err(SharedError::BadLine)?;
+    // How releases before the typed rule stored it: its words as typed.
+    let legacy = rule
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let rule = typed.to_string();
     let mut conn = sync_connection(config)?;
     let script = redis::Script::new(LUA_CHANGE);
     let mut call = Keys::new(&config.prefix).script(&script);
     call.arg(verb).arg(&rule);
+    if verb == "lift" {
+        call.arg(&legacy);
+    }
     let (changed, listening): (i64, usize) =
         call.invoke(&mut conn)
             .map_err(|source| SharedError::Command {
