@@ -199,6 +199,29 @@ pub fn inspect(token: &str, keys: &KeysFrom, verifier: &Verifier) -> Result<Insp
     })
 }
 
+/// JSON text with every invisible formatting character escaped as `\uXXXX`
+/// (JSON's own escape, so the line stays valid JSON): serde_json escapes the
+/// control characters, but would print a bidirectional override (U+202E)
+/// raw, and a terminal would then show a claim reordered.
+fn visible(json: String) -> String {
+    let invisible = |c: char| {
+        matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    };
+    if !json.chars().any(invisible) {
+        return json;
+    }
+    json.chars()
+        .map(|c| {
+            if invisible(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `t` relative to `now`, in words: `in 4 min 10 s`, `3 h 2 min ago`.
 pub fn in_words(t: i64, now: i64) -> String {
     let d = t.abs_diff(now);
@@ -229,8 +252,13 @@ fn time(claims: &Value, name: &str, now: i64) -> Value {
 
 impl Inspection {
     /// The exit status `appauth-token inspect` gives: 0 only when the token
-    /// verifies, 1 when it is refused, 3 when it was not checked.
+    /// verifies, 1 when it is refused, 2 when it is not a token at all (its
+    /// header or claims do not decode: unusable input, as for the other
+    /// commands), 3 when it was not checked.
     pub fn exit_code(&self) -> u8 {
+        if self.header.is_null() || self.claims.is_null() {
+            return 2;
+        }
         match self.verdict {
             Verdict::Verified { .. } => 0,
             Verdict::Refused { .. } => 1,
@@ -261,8 +289,8 @@ impl Inspection {
         let j = self.to_json();
         let mut out = String::new();
         let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<9}{v}\n"));
-        line(&mut out, "header", self.header.to_string());
-        line(&mut out, "claims", self.claims.to_string());
+        line(&mut out, "header", visible(self.header.to_string()));
+        line(&mut out, "claims", visible(self.claims.to_string()));
         for (key, label) in [("issued", "issued"), ("expires", "expires")] {
             let t = &j[key];
             if !t.is_null() {
@@ -292,6 +320,24 @@ impl Inspection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_are_escaped_and_the_line_stays_json() {
+        let claims = json!({ "appId": "a", "note": "abc\u{202E}fed\u{200B}" });
+        let text = visible(claims.to_string());
+        assert!(
+            !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+            "{text}"
+        );
+        assert!(
+            text.contains(r"\u202e") && text.contains(r"\u200b"),
+            "{text}"
+        );
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, claims);
+        // Nothing to escape: the text as it was.
+        assert_eq!(visible(r#"{"a":"b"}"#.into()), r#"{"a":"b"}"#);
+    }
 
     #[test]
     fn times_read_as_words() {

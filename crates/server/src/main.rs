@@ -211,7 +211,7 @@ fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> E
         }),
         (Some(rule), false) if remove => shared::lift_revocation(&config, &rule).map(|s| {
             if s.changed {
-                eprintln!("lifted '{}'; {}", s.rule, told(&s));
+                println!("lifted '{}'; {}", s.rule, told(&s));
             } else {
                 eprintln!(
                     "warning: '{}' was not among the rules in Redis (revoke --list shows them); \
@@ -223,7 +223,7 @@ fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> E
         }),
         (Some(rule), false) => shared::store_revocation(&config, &rule).map(|s| {
             let already = if s.changed { "" } else { " (it already was)" };
-            eprintln!("stored '{}'{already}; {}", s.rule, told(&s));
+            println!("stored '{}'{already}; {}", s.rule, told(&s));
         }),
         (None, false) => unreachable!("clap requires a rule or --list"),
     };

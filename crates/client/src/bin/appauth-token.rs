@@ -54,7 +54,8 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Decode a token, say when it was issued and expires, and with --key or
-    /// --keys-dir whether it verifies (exit 0 only then; 1 refused, 3 not checked).
+    /// --keys-dir whether it verifies (exit 0 only then; 1 refused, 2 not a
+    /// token at all, 3 not checked).
     Inspect {
         /// The token; `-` or nothing reads it from stdin.
         token: Option<String>,

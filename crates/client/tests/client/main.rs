@@ -497,10 +497,12 @@ fn inspect_gives_the_servers_verdict_and_exits_zero_only_when_it_verifies() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("REFUSED: bad_signature"), "{out}");
 
-    // Not checked without keys; junk is refused as malformed.
+    // Not checked without keys; junk is no token at all (2, unusable
+    // input), with or without keys, and the verdict still says why.
     assert_eq!(token_tool(&["inspect", token], None).0, 3);
+    assert_eq!(token_tool(&["inspect", "a.b.c"], None).0, 2);
     let (code, out, _) = token_tool(&["inspect", "not.a.token", "--key", key, "--json"], None);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verdict"]["reason"], "malformed");
 }

@@ -261,8 +261,10 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     }
     let out = revoke(&redis, &[&format!("jti {jti}")]);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stderr);
+    // Success on stdout, for scripts; stderr stays empty.
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("3 replica(s) notified"), "{said}");
+    assert!(out.stderr.is_empty(), "{out:?}");
     let took = all_answer(&urls, &revoked, 401, Duration::from_secs(1)).await;
     eprintln!("revocation seen by all 3 replicas in {took:?}");
     let listed = revoke(&redis, &["--list"]);
@@ -278,7 +280,7 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     // and a lift of a rule Redis does not hold says so.
     let out = revoke(&redis, &["--remove", &format!("jti {jti}")]);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("lifted") && said.contains("3 replica(s) notified"),
         "{said}"
@@ -479,7 +481,7 @@ async fn replicas_and_the_revoke_command_reach_redis_over_tls() {
     );
     let out = revoke_with(&tls_args, &["jti t-1"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 replica(s) notified"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 replica(s) notified"));
     let token = forge(
         &app_key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
@@ -646,7 +648,7 @@ async fn the_documented_acl_user_is_enough() {
     // A revocation through the command, as the same user.
     let out = revoke_with(&["--redis-url", &url], &["jti t-2"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 replica(s) notified"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 replica(s) notified"));
     let listed = revoke_with(&["--redis-url", &url], &["--list"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "jti t-2");
     let denied = redis
