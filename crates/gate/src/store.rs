@@ -68,6 +68,9 @@ pub struct KeyStore {
     /// Only the loader touches this; requests never do.
     files: Mutex<HashMap<String, FileState>>,
     warned_private: Mutex<HashSet<String>>,
+    /// Files of no key-file name, by fingerprint: whether each holds a
+    /// private key (read again only when it changes).
+    others: Mutex<HashMap<String, (Fingerprint, bool)>>,
     ready: AtomicBool,
 }
 
@@ -91,6 +94,7 @@ impl KeyStore {
             published: ArcSwap::from_pointee(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             warned_private: Mutex::new(HashSet::new()),
+            others: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         }
     }
@@ -144,7 +148,13 @@ impl KeyStore {
         let mut report = ReloadReport::default();
         let mut to_read = Vec::new();
         for name in names {
-            match classify_file_name(&name) {
+            let kind = classify_file_name(&name);
+            // Whatever its name (`<app>_private.<kid>.pem.old`, a copy, a
+            // note), a file that holds a private key is one.
+            let private_inside = matches!(kind, KeyFileName::Other | KeyFileName::InvalidAppId(_))
+                && self.holds_private_key(&name);
+            match kind {
+                _ if private_inside => self.private_key_found(&name, true, &mut report),
                 KeyFileName::Public(app) => {
                     let path = self.dir.join(&name);
                     match fs::metadata(&path) {
@@ -162,34 +172,11 @@ impl KeyStore {
                         }
                     }
                 }
-                // A file that may hold a private key: a problem every scan,
-                // a warning once.
                 kind @ (KeyFileName::Private(_) | KeyFileName::KeygenLeftover)
                     if self.dir.join(&name).exists() =>
                 {
                     let private = matches!(kind, KeyFileName::Private(_));
-                    let (problem, warning) = if private {
-                        (
-                            "a private key does not belong in the server's keys directory",
-                            "PRIVATE KEY in the server's keys directory: the server needs public keys \
-                             only; move this file out and give it only to its app",
-                        )
-                    } else {
-                        (
-                            "a temporary file of an interrupted appauth-keygen run",
-                            "a temporary file an interrupted appauth-keygen run left in the keys \
-                             directory: it may hold a PRIVATE KEY; delete it (the next keygen \
-                             run of a current release cleans up after itself)",
-                        )
-                    };
-                    let path = self.dir.join(&name);
-                    report
-                        .problems
-                        .push(format!("{}: {problem}", path.display()));
-                    if self.warned_private.lock().insert(name.clone()) {
-                        tracing::warn!(file = %path.display(), "{warning}");
-                        report.new_private_keys += usize::from(private);
-                    }
+                    self.private_key_found(&name, private, &mut report);
                 }
                 KeyFileName::InvalidAppId(name) if self.dir.join(&name).exists() => {
                     tracing::warn!(file = %name, "ignoring key file: its name is not a valid appId");
@@ -257,6 +244,54 @@ impl KeyStore {
             .is_some_and(|keys| keys.iter().any(|k| k.kid().as_str() == kid))
     }
 
+    /// A file that holds (or, for a keygen leftover, may hold) a private key:
+    /// a problem every scan, a warning once.
+    fn private_key_found(&self, name: &str, private: bool, report: &mut ReloadReport) {
+        let (problem, warning) = if private {
+            (
+                "a private key does not belong in the server's keys directory",
+                "PRIVATE KEY in the server's keys directory: the server needs public keys \
+                 only; move this file out and give it only to its app (or delete it, if it \
+                 is a retired key)",
+            )
+        } else {
+            (
+                "a temporary file of an interrupted appauth-keygen run",
+                "a temporary file an interrupted appauth-keygen run left in the keys \
+                 directory: it may hold a PRIVATE KEY; delete it (the next keygen \
+                 run of a current release cleans up after itself)",
+            )
+        };
+        let path = self.dir.join(name);
+        report
+            .problems
+            .push(format!("{}: {problem}", path.display()));
+        if self.warned_private.lock().insert(name.to_owned()) {
+            tracing::warn!(file = %path.display(), "{warning}");
+            report.new_private_keys += usize::from(private);
+        }
+    }
+
+    /// Whether the directory entry `name`, a regular file, holds a PEM
+    /// private key block; remembered by fingerprint.
+    fn holds_private_key(&self, name: &str) -> bool {
+        let path = self.dir.join(name);
+        let mut others = self.others.lock();
+        let Some(fingerprint) = Fingerprint::of_path(&path).filter(|_| path.is_file()) else {
+            others.remove(name);
+            return false;
+        };
+        if let Some((seen, private)) = others.get(name)
+            && *seen == fingerprint
+        {
+            return *private;
+        }
+        let private =
+            appauth_core::files::read_key_file(&path).is_ok_and(|bytes| holds_private_pem(&bytes));
+        others.insert(name.to_owned(), (fingerprint, private));
+        private
+    }
+
     fn publish(&self, files: &HashMap<String, FileState>) -> (usize, usize) {
         let snapshot: Snapshot = files
             .values()
@@ -272,6 +307,21 @@ impl KeyStore {
 fn read_bundle(path: &Path, now: i64, algorithms: &[Algorithm]) -> Result<Vec<PublicKey>, String> {
     let bytes = appauth_core::files::read_key_file(path).map_err(|e| e.to_string())?;
     parse_public_bundle(&bytes, now, algorithms).map_err(|e| e.to_string())
+}
+
+/// Whether `bytes` hold a PEM private key of any kind (`PRIVATE KEY`, `RSA
+/// PRIVATE KEY`, `EC PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`, ...).
+fn holds_private_pem(bytes: &[u8]) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    bytes
+        .windows(BEGIN.len())
+        .enumerate()
+        .filter(|(_, w)| *w == BEGIN)
+        .any(|(i, _)| {
+            let label = &bytes[i + BEGIN.len()..];
+            let line = label.split(|&b| b == b'\n').next().unwrap_or_default();
+            line.trim_ascii_end().ends_with(b"PRIVATE KEY-----")
+        })
 }
 
 impl KeyProvider for KeyStore {
@@ -311,6 +361,67 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    #[test]
+    fn a_private_key_is_reported_whatever_the_file_is_called() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PrivateKey::generate(2048).unwrap();
+        let pem = key.to_pkcs8_pem().unwrap();
+        let kid = key.kid().to_string();
+        // What `rotate` left behind in older releases, a stray copy, and a
+        // traditional RSA key under a harmless name.
+        fs::write(
+            dir.path().join(format!("orders_private.{kid}.pem.old")),
+            &pem,
+        )
+        .unwrap();
+        fs::write(dir.path().join("backup.pem"), &pem).unwrap();
+        fs::write(
+            dir.path().join("notes.txt"),
+            "see below\n-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        // Neither a public key nor prose mentioning private keys is one.
+        fs::write(
+            dir.path().join("a_public.pem"),
+            key.public_key_pem().unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.path().join("README"), "never put a PRIVATE KEY here\n").unwrap();
+        let s = store(dir.path());
+        let report = s.full_scan().unwrap();
+        let mut flagged: Vec<_> = report
+            .problems
+            .iter()
+            .filter(|p| p.contains("a private key does not belong"))
+            .map(|p| {
+                p.rsplit('/')
+                    .next()
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        flagged.sort();
+        assert_eq!(
+            flagged,
+            [
+                "backup.pem",
+                "notes.txt",
+                &format!("orders_private.{kid}.pem.old")
+            ],
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(report.new_private_keys, 3);
+        // Reported on every scan, counted once.
+        let again = s.full_scan().unwrap();
+        assert_eq!(again.problems.len(), 3, "{:?}", again.problems);
+        assert_eq!(again.new_private_keys, 0);
+        assert!(s.keys_for(&app("a")).is_some());
     }
 
     #[test]

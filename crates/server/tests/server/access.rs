@@ -236,9 +236,13 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     fs::create_dir(&keys).unwrap();
-    add_app(&keys, "good");
+    let good = add_app(&keys, "good");
     fs::write(keys.join("bad_public.pem"), "nope").unwrap();
     fs::write(keys.join("stray_private.pem"), "secret").unwrap();
+    // A retired key as older releases of `rotate` kept it, under a name no
+    // rule matches: its contents give it away.
+    let old = format!("good_private.{}.pem.old", good.kid());
+    fs::write(keys.join(&old), good.to_pkcs8_pem().unwrap()).unwrap();
     fs::write(keys.join("revoked.txt"), "jti ok\nkid nope\n").unwrap();
     let policy = dir.path().join("policy.toml");
     fs::write(&policy, "[default]\nallow = [\"GET users\"]\n").unwrap();
@@ -258,6 +262,10 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
         "{err}"
     );
     assert!(
+        err.contains(&format!("{old}: a private key does not belong")),
+        "{err}"
+    );
+    assert!(
         err.contains("revoked.txt:2:5: \"nope\" is not a key thumbprint"),
         "{err}"
     );
@@ -268,6 +276,7 @@ fn check_config_reports_every_problem_and_exits_non_zero() {
 
     fs::remove_file(keys.join("bad_public.pem")).unwrap();
     fs::remove_file(keys.join("stray_private.pem")).unwrap();
+    fs::remove_file(keys.join(&old)).unwrap();
     fs::write(keys.join("revoked.txt"), "jti ok\n").unwrap();
     fs::write(&policy, "[default]\nallow = [\"GET /users\"]\n").unwrap();
     let out = run(&["--policy", policy.to_str().unwrap()]);
