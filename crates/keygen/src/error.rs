@@ -86,10 +86,10 @@ pub enum Error {
         kid: String,
     },
 
-    /// The per-app lock could not be taken.
-    #[error("cannot lock {}: {source}; check that the directory is writable", path.display())]
+    /// The keys directory could not be locked.
+    #[error("cannot lock {}: {source}; check that the directory exists and is readable", path.display())]
     Lock {
-        /// The lock file.
+        /// The public keys directory.
         path: PathBuf,
         /// Why.
         #[source]

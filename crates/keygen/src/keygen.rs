@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::Error;
-use crate::lock::lock_apps;
+use crate::lock::lock_dir;
 use crate::write::{
     PRIVATE_MODE, PUBLIC_MODE, Replace, clean_leftovers, ensure_dir, ensure_work_dir, write_atomic,
 };
@@ -107,9 +107,12 @@ pub struct Outcome {
     pub kid: Option<Kid>,
     /// Modulus size of the current key.
     pub bits: Option<usize>,
-    /// Where `rotate` put the previous private key.
+    /// Where the previous private key was kept (`--keep-retired` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_private_key: Option<PathBuf>,
+    /// Private keys of retired or rotated-out keys this run deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_private_keys: Vec<PathBuf>,
     /// The kids left in the bundle after `rotate` or `retire`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bundle: Vec<Kid>,
@@ -168,7 +171,7 @@ pub fn generate(
     for app in apps {
         ensure_dir(&dirs.private_dir(app), true)?;
     }
-    let _locks = lock_apps(&dirs.public, &apps.iter().collect::<Vec<_>>())?;
+    let _lock = lock_dir(&dirs.public, private_dirs(apps, dirs))?;
     if existing == Existing::Refuse {
         refuse_clobbering(apps, dirs)?;
     }
@@ -350,6 +353,7 @@ fn outcome(app: &AppId, status: Status, dirs: &KeyDirs, key: Option<&PrivateKey>
         kid: key.map(|k| k.kid().clone()),
         bits: key.map(PrivateKey::bits),
         old_private_key: None,
+        deleted_private_keys: Vec::new(),
         bundle: Vec::new(),
         cleaned_up: Vec::new(),
         resumed: false,
@@ -358,7 +362,8 @@ fn outcome(app: &AppId, status: Status, dirs: &KeyDirs, key: Option<&PrivateKey>
 
 /// Rotates `app`'s key: the new public key joins the bundle (so tokens of
 /// both keys verify), the new private key replaces the old one, and the old
-/// private key is kept aside as `<appId>_private.<old kid>.pem.old`.
+/// private key is deleted, or with `keep_retired` moved to
+/// `<private dir>/retired/<appId>_private.<old kid>.pem`.
 ///
 /// The steps run in an order where every intermediate state still verifies
 /// the app's tokens, and a killed run can be finished by running it again:
@@ -367,15 +372,35 @@ fn outcome(app: &AppId, status: Status, dirs: &KeyDirs, key: Option<&PrivateKey>
 /// staged key is renamed into place. A re-run that finds a staged key whose
 /// public key the bundle already holds completes that rotation instead of
 /// starting another.
-pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error> {
+pub fn rotate(
+    app: &AppId,
+    bits: usize,
+    dirs: &KeyDirs,
+    keep_retired: bool,
+) -> Result<Outcome, Error> {
     must_exist(&dirs.public_path(app))?;
-    let _lock = lock_apps(&dirs.public, &[app])?;
+    let _lock = lock_dir(&dirs.public, vec![dirs.private_dir(app)])?;
     let private = dirs.private_path(app);
     let public = dirs.public_path(app);
-    let staged = ensure_work_dir(&dirs.private_dir(app))?
-        .join(format!("{}.next", private_key_file_name(app)));
-    let cleaned = clean_leftovers(&[&private, &public, &staged]);
+    let work = ensure_work_dir(&dirs.private_dir(app))?;
+    let staged = work.join(format!("{}.next", private_key_file_name(app)));
+    let mut cleaned = clean_leftovers(&[&private, &public, &staged]);
     let old_key = read_private(&private)?;
+    let mut disposed = Disposed::default();
+    // Private keys of rotations that finished: beside the key (as releases
+    // before this one kept them) or in the work directory (a run killed
+    // after its rename). The current key's own copy in the work directory is
+    // this rotation's, set aside by a run that was killed: it is reused.
+    for old in retired_copies(app, dirs) {
+        let this_rotation =
+            old.parent() == Some(work.as_path()) && old.ends_with(aside_name(app, old_key.kid()));
+        // Keys an earlier run was asked to keep stay kept.
+        let kept_on_purpose = old.parent().is_some_and(|d| d.ends_with(RETIRED_DIR));
+        if !this_rotation && !kept_on_purpose {
+            dispose(app, &old, dirs, keep_retired, &mut disposed)?;
+        }
+    }
+    cleaned.append(&mut disposed.deleted);
     let bundle_text = read(&public)?;
     let bundle = parse_bundle(&public, &bundle_text)?;
 
@@ -400,9 +425,7 @@ pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error
         }
     };
 
-    let aside = dirs
-        .private_dir(app)
-        .join(format!("{app}_private.{}.pem.old", old_key.kid()));
+    let aside = work.join(aside_name(app, old_key.kid()));
     match read_private(&aside) {
         // A killed run set it aside already.
         Ok(kept) if kept.kid() == old_key.kid() => {}
@@ -433,9 +456,16 @@ pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error
     if let Ok(d) = fs::File::open(dirs.private_dir(app)) {
         let _ = d.sync_all();
     }
+    // The old private key signs nothing from now on: it goes (or, asked to,
+    // moves to `retired/`), so a mount of the private directory ships the
+    // current key only, never one that was rotated because it leaked.
+    let mut this = Disposed::default();
+    dispose(app, &aside, dirs, keep_retired, &mut this)?;
+    disposed.kept.append(&mut this.kept);
 
     Ok(Outcome {
-        old_private_key: Some(aside),
+        old_private_key: disposed.kept.pop(),
+        deleted_private_keys: this.deleted,
         bundle: kids,
         cleaned_up: cleaned,
         resumed,
@@ -447,10 +477,16 @@ pub fn rotate(app: &AppId, bits: usize, dirs: &KeyDirs) -> Result<Outcome, Error
 /// and (unless `force`) the app's current key: the one of its private key
 /// when that file is at hand (also in a per-app subdirectory), or else the
 /// newest key of the bundle, which `rotate` always appends.
-pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Outcome, Error> {
+pub fn retire(
+    app: &AppId,
+    kid: &str,
+    dirs: &KeyDirs,
+    force: bool,
+    keep_retired: bool,
+) -> Result<Outcome, Error> {
     let kid = Kid::parse(kid).ok_or_else(|| Error::MalformedKid(kid.chars().take(60).collect()))?;
     must_exist(&dirs.public_path(app))?;
-    let _lock = lock_apps(&dirs.public, &[app])?;
+    let _lock = lock_dir(&dirs.public, vec![dirs.private_dir(app)])?;
     let public = dirs.public_path(app);
     let cleaned = clean_leftovers(&[&public]);
     let text = read(&public)?;
@@ -510,6 +546,18 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
         PUBLIC_MODE,
         Replace::Atomically,
     )?;
+    // A copy of the retired key's private half, wherever keygen kept one
+    // (beside the key in older releases, `retired/` when asked): the key no
+    // longer verifies anything, so nothing needs it.
+    let mut disposed = Disposed::default();
+    for old in retired_copies(app, dirs) {
+        if read_private(&old).is_ok_and(|k| *k.kid() == kid) {
+            if keep_retired && old.parent().is_some_and(|d| d.ends_with(RETIRED_DIR)) {
+                continue;
+            }
+            dispose(app, &old, dirs, keep_retired, &mut disposed)?;
+        }
+    }
     Ok(Outcome {
         app_id: app.clone(),
         status: Status::Retired,
@@ -517,11 +565,93 @@ pub fn retire(app: &AppId, kid: &str, dirs: &KeyDirs, force: bool) -> Result<Out
         public_key: public,
         kid: Some(kid),
         bits: None,
-        old_private_key: None,
+        old_private_key: disposed.kept.pop(),
+        deleted_private_keys: disposed.deleted,
         bundle: kept_kids,
         cleaned_up: cleaned,
         resumed: false,
     })
+}
+
+/// Where `--keep-retired` keeps retired private keys: a subdirectory of the
+/// private directory, which a mount or `kubectl create secret --from-file`
+/// of that directory does not take (they take its files only).
+pub const RETIRED_DIR: &str = "retired";
+
+/// What became of retired private keys.
+#[derive(Debug, Default)]
+struct Disposed {
+    deleted: Vec<PathBuf>,
+    kept: Vec<PathBuf>,
+}
+
+/// The name a rotation gives the old private key while it is set aside.
+fn aside_name(app: &AppId, kid: &Kid) -> String {
+    format!("{app}_private.{kid}.pem.old")
+}
+
+/// Every copy of a private key of `app` that keygen set aside or kept:
+/// `<app>_private.<kid>.pem.old` beside the key or in the work directory,
+/// and `retired/<app>_private.<kid>.pem`.
+fn retired_copies(app: &AppId, dirs: &KeyDirs) -> Vec<PathBuf> {
+    let dir = dirs.private_dir(app);
+    let prefix = format!("{app}_private.");
+    let mut found = Vec::new();
+    for (place, suffix) in [
+        (dir.clone(), ".pem.old"),
+        (dir.join(appauth_core::files::KEYGEN_WORK_DIR), ".pem.old"),
+        (dir.join(RETIRED_DIR), ".pem"),
+    ] {
+        let Ok(entries) = fs::read_dir(&place) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix)
+                && name.ends_with(suffix)
+                && name != private_key_file_name(app)
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Deletes the retired private key `path`, or with `keep` moves it to
+/// `retired/<app>_private.<kid>.pem` (0700 directory, 0600 file).
+fn dispose(
+    app: &AppId,
+    path: &Path,
+    dirs: &KeyDirs,
+    keep: bool,
+    out: &mut Disposed,
+) -> Result<(), Error> {
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !keep {
+        fs::remove_file(path).map_err(werr)?;
+        out.deleted.push(path.to_path_buf());
+        return Ok(());
+    }
+    let key = read_private(path)?;
+    let retired = dirs.private_dir(app).join(RETIRED_DIR);
+    ensure_dir(&retired, true)?;
+    let target = retired.join(format!("{app}_private.{}.pem", key.kid()));
+    if path != target {
+        fs::rename(path, &target).map_err(werr)?;
+    }
+    out.kept.push(target);
+    Ok(())
+}
+
+/// The private directories `apps` write to, whose work directories a run
+/// may make.
+fn private_dirs(apps: &[AppId], dirs: &KeyDirs) -> Vec<PathBuf> {
+    apps.iter().map(|app| dirs.private_dir(app)).collect()
 }
 
 /// Fails as a read would, before a refused run makes a lock file.

@@ -44,7 +44,8 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Add a new key to an app's bundle and replace its private key; the old one is kept aside.
+    /// Add a new key to an app's bundle and replace its private key; the old
+    /// private key is deleted (its public key stays in the bundle until retired).
     Rotate {
         /// The app.
         app_id: String,
@@ -53,6 +54,10 @@ enum Command {
         /// RSA modulus size of the new key.
         #[arg(long, default_value_t = 2048, value_parser = bits_parser())]
         bits: usize,
+        /// Keep the old private key in `<private dir>/retired/` instead of
+        /// deleting it (it can still sign tokens the bundle accepts).
+        #[arg(long)]
+        keep_retired: bool,
     },
     /// Drop an old public key from an app's bundle.
     Retire {
@@ -67,6 +72,10 @@ enum Command {
         /// Retire even the key of the current private key.
         #[arg(long)]
         force: bool,
+        /// Keep a kept copy of the retired key's private half in
+        /// `<private dir>/retired/` instead of deleting it.
+        #[arg(long)]
+        keep_retired: bool,
     },
     /// Print an RFC 7517 JWK Set (RS512, use sig, kid = RFC 7638 thumbprint)
     /// of the keys in FILES, or of each app in --keys-dir (by appId).
@@ -173,9 +182,14 @@ fn run(cli: Cli) -> Result<(), appauth_keygen::Error> {
             let out = appauth_keygen::generate(&apps, bits, &dirs.resolve(), existing)?;
             print_outcomes(&out, json);
         }
-        Command::Rotate { app_id, dirs, bits } => {
+        Command::Rotate {
+            app_id,
+            dirs,
+            bits,
+            keep_retired,
+        } => {
             let app = parse_app(&app_id)?;
-            let out = appauth_keygen::rotate(&app, bits, &dirs.resolve())?;
+            let out = appauth_keygen::rotate(&app, bits, &dirs.resolve(), keep_retired)?;
             print_outcomes(&[out], json);
         }
         Command::Retire {
@@ -183,9 +197,10 @@ fn run(cli: Cli) -> Result<(), appauth_keygen::Error> {
             kid,
             dirs,
             force,
+            keep_retired,
         } => {
             let app = parse_app(&app_id)?;
-            let out = appauth_keygen::retire(&app, &kid, &dirs.resolve(), force)?;
+            let out = appauth_keygen::retire(&app, &kid, &dirs.resolve(), force, keep_retired)?;
             print_outcomes(&[out], json);
         }
         Command::Jwks {
@@ -257,8 +272,19 @@ fn print_outcomes(out: &[Outcome], json: bool) {
                 path.display()
             );
         }
+        for path in &o.deleted_private_keys {
+            println!(
+                "         deleted the retired private key {}",
+                path.display()
+            );
+        }
         if let Some(old) = &o.old_private_key {
             println!("         previous private key kept at {}", old.display());
+            eprintln!(
+                "appauth-keygen: warning: {} still signs tokens the bundle accepts until its \
+                 key is retired; keep it out of every deployment, and delete it when done",
+                old.display()
+            );
         }
         if !o.bundle.is_empty() {
             let kids: Vec<_> = o.bundle.iter().map(|k| k.as_str()).collect();

@@ -296,6 +296,8 @@ fn an_interrupted_rotate_can_be_run_again() {
     let other = tmp.path().join("other");
     ok(&keygen(dir, &["new", "spare", "--out-dir", "other"]));
     let staged = dir.join(".appauth-keygen/app_private.pem.next");
+    // A killed run leaves its work directory; a finished one does not.
+    fs::create_dir_all(staged.parent().unwrap()).unwrap();
     fs::copy(other.join("spare_private.pem"), &staged).unwrap();
     let mut bundle = fs::read_to_string(dir.join("app_public.pem")).unwrap();
     bundle.push_str(&fs::read_to_string(other.join("spare_public.pem")).unwrap());
@@ -313,6 +315,9 @@ fn an_interrupted_rotate_can_be_run_again() {
     );
     assert!(!staged.exists());
     assert_sound(dir, "app");
+    // Nothing is left behind: no aside copy, no work directory.
+    assert!(!dir.join(".appauth-keygen").exists());
+    assert!(!dir.join(format!("app_private.{k0}.pem.old")).exists());
 }
 
 /// `retire` with the private key elsewhere (per-app subdirectories, or a

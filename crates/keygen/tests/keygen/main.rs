@@ -204,16 +204,27 @@ fn rotate_then_retire_round_trips() {
 
     let rotated = ok(&keygen(
         tmp.path(),
-        &["rotate", "app-1", "--out-dir", "k", "--json"],
+        &[
+            "rotate",
+            "app-1",
+            "--out-dir",
+            "k",
+            "--json",
+            "--keep-retired",
+        ],
     ));
     let rotated: serde_json::Value = serde_json::from_str(&rotated).unwrap();
     let r = &rotated["results"][0];
     let new_kid = r["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
     assert_eq!(r["bundle"], serde_json::json!([old_kid, new_kid]));
-    // The old private key is kept aside, unchanged.
+    // Asked to, the old private key is kept in retired/, unchanged.
     let aside = PathBuf::from(r["old_private_key"].as_str().unwrap());
-    assert_eq!(fs::read(tmp.path().join(aside)).unwrap(), original_private);
+    assert!(
+        aside.ends_with(format!("k/retired/app-1_private.{old_kid}.pem")),
+        "{aside:?}"
+    );
+    assert_eq!(fs::read(tmp.path().join(&aside)).unwrap(), original_private);
 
     // Retiring the current key is refused; retiring the old one works.
     let err = fails(&keygen(
@@ -225,6 +236,8 @@ fn rotate_then_retire_round_trips() {
         tmp.path(),
         &["retire", "app-1", "--kid", &old_kid, "--out-dir", "k"],
     ));
+    // Its public key retired, the kept private half goes too.
+    assert!(!tmp.path().join(&aside).exists());
     let inspected = ok(&keygen(
         tmp.path(),
         &[
@@ -459,4 +472,118 @@ fn only_the_private_directory_is_closed_and_absurd_counts_are_refused() {
         );
     }
     assert!(!dir.path().join("many").exists());
+}
+
+/// Every file under `dir`, relative, sorted (directories end in `/`).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(root, &path, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn the_directories_hold_the_key_files_and_nothing_else_after_new_rotate_and_retire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let split = ["--private-dir", "secret", "--public-dir", "public"];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(split);
+        ok(&keygen(tmp.path(), &all))
+    };
+    let (secret, public) = (tmp.path().join("secret"), tmp.path().join("public"));
+    run(&["new", "app", "other"]);
+    assert_eq!(listing(&secret), ["app_private.pem", "other_private.pem"]);
+    assert_eq!(listing(&public), ["app_public.pem", "other_public.pem"]);
+
+    // Three rotations: the bundle grows, the private directory holds the
+    // current key only (no .pem.old, no lock, no work directory).
+    let mut kids = Vec::new();
+    for _ in 0..3 {
+        let out: serde_json::Value =
+            serde_json::from_str(&run(&["rotate", "app", "--json"])).unwrap();
+        let r = &out["results"][0];
+        assert!(r.get("old_private_key").is_none(), "{r}");
+        assert_eq!(
+            r["deleted_private_keys"].as_array().map(Vec::len),
+            Some(1),
+            "{r}"
+        );
+        kids = r["bundle"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listing(&secret), ["app_private.pem", "other_private.pem"]);
+        assert_eq!(listing(&public), ["app_public.pem", "other_public.pem"]);
+    }
+    assert_eq!(kids.len(), 4);
+    run(&["retire", "app", "--kid", &kids[0]]);
+    assert_eq!(listing(&secret), ["app_private.pem", "other_private.pem"]);
+    assert_eq!(listing(&public), ["app_public.pem", "other_public.pem"]);
+
+    // Kept on request, in retired/ only (no mount of the directory takes a
+    // subdirectory), with a warning; and a rotate without the flag leaves
+    // what was kept on purpose.
+    let kept = keygen(
+        tmp.path(),
+        &[
+            "rotate",
+            "app",
+            "--keep-retired",
+            "--private-dir",
+            "secret",
+            "--public-dir",
+            "public",
+        ],
+    );
+    assert!(kept.status.success());
+    assert!(
+        String::from_utf8_lossy(&kept.stderr).contains("still signs tokens"),
+        "{kept:?}"
+    );
+    let kept_file = format!("retired/app_private.{}.pem", kids[3]);
+    assert_eq!(
+        listing(&secret),
+        [
+            "app_private.pem",
+            "other_private.pem",
+            "retired/",
+            kept_file.as_str()
+        ]
+    );
+    run(&["rotate", "app"]);
+    assert!(listing(&secret).contains(&kept_file));
+    // Retiring that key's public half deletes the kept private half.
+    run(&["retire", "app", "--kid", &kids[3]]);
+    assert_eq!(
+        listing(&secret),
+        ["app_private.pem", "other_private.pem", "retired/"]
+    );
+
+    // What older releases left, beside the key: deleted by the next rotate.
+    let legacy = secret.join(format!("app_private.{}.pem.old", kids[1]));
+    fs::copy(secret.join("other_private.pem"), &legacy).unwrap();
+    fs::create_dir_all(public.join(".appauth-keygen")).unwrap();
+    fs::write(public.join(".appauth-keygen/app.lock"), "").unwrap();
+    run(&["rotate", "app"]);
+    assert!(!legacy.exists());
+    assert_eq!(listing(&public), ["app_public.pem", "other_public.pem"]);
 }

@@ -25,6 +25,8 @@ async fn a_rotation_then_an_early_retirement_fails_no_call() {
     let made = appauth_keygen::generate(std::slice::from_ref(&app), 2048, &dirs, Existing::Refuse)
         .unwrap();
     let old_kid = made[0].kid.clone().unwrap();
+    // The old private key, as a leaked copy would be: rotate deletes its own.
+    let old_private = std::fs::read(dirs.private_path(&app)).unwrap();
     let server = Server::start(&dirs.public, &[]);
 
     // The app: a long-running client on its key file, calling every 10 ms.
@@ -59,13 +61,15 @@ async fn a_rotation_then_an_early_retirement_fails_no_call() {
 
     // Runbook step 1: rotate. The bundle now holds both keys; the app's key
     // file holds the new one.
-    let rotated = appauth_keygen::rotate(&app, 2048, &dirs).unwrap();
+    let rotated = appauth_keygen::rotate(&app, 2048, &dirs, false).unwrap();
     let new_kid = rotated.kid.clone().unwrap();
+    assert_eq!(rotated.old_private_key, None);
+    assert_eq!(rotated.deleted_private_keys.len(), 1);
     assert_eq!(rotated.bundle, vec![old_kid.clone(), new_kid.clone()]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Step 2, early: retire the old key while the client's cached token is
     // still signed with it (its refresh is minutes away).
-    appauth_keygen::retire(&app, old_kid.as_str(), &dirs, false).unwrap();
+    appauth_keygen::retire(&app, old_kid.as_str(), &dirs, false, false).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     let (by_kid, failed) = caller.await.unwrap();
@@ -85,7 +89,6 @@ async fn a_rotation_then_an_early_retirement_fails_no_call() {
         "{by_kid:?}"
     );
     // The server sees the new kid, and a token of the retired key is refused.
-    let old_private = std::fs::read(rotated.old_private_key.unwrap()).unwrap();
     let stale = Signer::builder("orders")
         .key_pem(old_private)
         .build()
