@@ -27,6 +27,10 @@ use actix_web::rt::net::TcpStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// How long a new TLS connection may stay silent before its ClientHello: a
+/// real client sends it at once (one round trip after the TCP handshake).
+pub const TLS_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Connection limits, set deliberately (README, "Limits").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -40,6 +44,11 @@ pub struct Limits {
     pub disconnect_timeout: Duration,
     /// TLS handshakes in flight per worker.
     pub max_tls_handshakes: usize,
+    /// Longest a new TLS connection may stay silent before its ClientHello
+    /// starts; it holds no handshake slot while it waits.
+    pub tls_hello_timeout: Duration,
+    /// Longest a whole TLS handshake may take once it has started.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Starts serving `app` on `listeners` (HTTPS when `tls` is given) on
@@ -85,12 +94,20 @@ where
             })?,
             Some(config) => builder.listen(format!("appauth-tls-{addr}"), listener, move || {
                 let mut acceptor = Acceptor::new(config.clone());
-                acceptor.set_handshake_timeout(limits.head_timeout);
-                acceptor
-                    .map_init_err(|_| ())
-                    .map_err(|e| {
+                acceptor.set_handshake_timeout(limits.tls_handshake_timeout);
+                // A connection that says nothing is dropped after the hello
+                // timeout, before it takes one of the handshake slots: slots
+                // held by silent sockets are what starved real clients.
+                let hello = fn_service(move |io: TcpStream| async move {
+                    match tokio::time::timeout(limits.tls_hello_timeout, io.readable()).await {
+                        Ok(Ok(())) => Ok(io),
+                        _ => Err(()),
+                    }
+                });
+                hello
+                    .and_then(acceptor.map_init_err(|_| ()).map_err(|e| {
                         tracing::debug!(error = ?e, "TLS handshake failed");
-                    })
+                    }))
                     .and_then(move |io: TlsStream<TcpStream>| async move {
                         let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
                         let peer = io.get_ref().0.peer_addr().ok();

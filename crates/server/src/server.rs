@@ -218,6 +218,8 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         keep_alive: config.keep_alive,
         disconnect_timeout: Duration::from_secs(1),
         max_tls_handshakes: 256,
+        tls_hello_timeout: crate::listen::TLS_HELLO_TIMEOUT,
+        tls_handshake_timeout: config.request_head_timeout,
     };
     let bind_err = |source| Error::Bind {
         addr: config.bind.clone(),
