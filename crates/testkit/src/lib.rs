@@ -79,6 +79,10 @@ pub struct Redis {
     /// The TLS port, for one started with [`Redis::start_tls`].
     pub tls_port: Option<u16>,
     args: Vec<String>,
+    /// Its own working directory: a replica writes the primary's data there
+    /// (`dump.rdb`), and a Redis started in a shared directory would load
+    /// another test's data from it.
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -97,6 +101,7 @@ impl Redis {
             port: free_port(),
             tls_port: None,
             args: Vec::new(),
+            dir: tempfile::tempdir().expect("a temp dir for redis-server"),
         };
         redis.restart();
         redis
@@ -110,6 +115,7 @@ impl Redis {
             port: free_port(),
             tls_port: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            dir: tempfile::tempdir().expect("a temp dir for redis-server"),
         };
         redis.restart();
         redis
@@ -138,6 +144,7 @@ impl Redis {
                 "--tls-auth-clients".into(),
                 "yes".into(),
             ],
+            dir: tempfile::tempdir().expect("a temp dir for redis-server"),
         };
         redis.restart();
         redis
@@ -188,8 +195,15 @@ impl Redis {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();
+        // Empty means empty: not even what a replica wrote before.
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
         let child = Command::new("redis-server")
+            .current_dir(self.dir.path())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--dir",
+                self.dir.path().to_str().expect("a UTF-8 temp path"),
+            ])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(&self.args)
             .stdout(Stdio::null())

@@ -274,3 +274,68 @@ fn a_rule_an_older_release_stored_with_an_offset_is_lifted_by_its_own_words() {
     assert!(lifted.changed);
     assert!(list_revocations(&config).unwrap().is_empty());
 }
+
+/// A gate pointed at a read-only Redis (a replica, as the old primary is
+/// after a failover) loads every rule and follows new ones made on the
+/// primary. Before, the sync script wrote on its slow path, so on a replica
+/// the read failed, the follower reconnected for ever, and no rule was ever
+/// loaded.
+#[test]
+fn a_gate_on_a_read_only_replica_loads_every_rule_and_follows_new_ones() {
+    use appauth_gate::{Admission, RequestHead};
+    let primary = appauth_testkit::Redis::start();
+    let replica = appauth_testkit::Redis::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &primary.port.to_string(),
+    ]);
+    let on_primary = RedisConfig::new(primary.url());
+    for i in 0..8 {
+        store_revocation(&on_primary, &format!("jti r-{i}")).unwrap();
+    }
+    let on_replica = RedisConfig::new(replica.url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while list_revocations(&on_replica).map(|l| l.len()).unwrap_or(0) < 8 {
+        assert!(Instant::now() < deadline, "the replica never synced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = orders_key(dir.path());
+    let gate = AppAuth::from_dir(dir.path())
+        .redis(on_replica)
+        .build()
+        .unwrap();
+    let status = |jti: &str| {
+        let t = with_jti(&key, jti);
+        let headers = [("x-token", t.as_str())];
+        let head = RequestHead {
+            method: "GET",
+            path: "/hello",
+            headers: &headers,
+        };
+        match gate.gate().authenticate(&head) {
+            Ok(Admission::Caller(_)) => 200,
+            Ok(Admission::Exempt) => 0,
+            Err(refusal) => refusal.status(),
+        }
+    };
+    let within = |jti: &str, want: u16, limit: Duration| {
+        let started = Instant::now();
+        while status(jti) != want {
+            assert!(
+                started.elapsed() < limit,
+                "{jti}: not {want} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        started.elapsed()
+    };
+    for i in 0..8 {
+        within(&format!("r-{i}"), 401, Duration::from_secs(3));
+    }
+    assert_eq!(status("fresh"), 200);
+    // Made on the primary, announced there, seen through the replica.
+    store_revocation(&on_primary, "jti r-new").unwrap();
+    let took = within("r-new", 401, Duration::from_secs(1));
+    eprintln!("a revocation on the primary reached the replica's follower in {took:?}");
+}

@@ -124,6 +124,22 @@ struct Known {
     rules: BTreeSet<Rule>,
     id: String,
     version: u64,
+    /// The generation last read from a Redis that refused the write-back (a
+    /// read-only replica): followed, never trusted to lift anything.
+    followed: String,
+    /// The version of `followed` last read.
+    followed_version: u64,
+}
+
+/// What a read of Redis's set found: its generation, the count the last
+/// change left, and the rules. Read with reads only, so a read-only Redis
+/// answers it too.
+#[derive(Debug)]
+struct Read {
+    id: Option<String>,
+    version: u64,
+    count: u64,
+    rules: Vec<String>,
 }
 
 /// What reading the set or a message changed.
@@ -174,6 +190,38 @@ impl SharedRevocations {
         change
     }
 
+    /// Whether a read is the truth: the generation this replica last
+    /// adopted, no older, holding as many rules as its last change left.
+    /// Anything else means Redis lost something (or this replica has not
+    /// read it yet), and its rules are put back before they are believed.
+    fn trusts(&self, read: &Read) -> bool {
+        let known = self.known.lock();
+        read.id.as_deref().is_some_and(|id| id == known.id)
+            && read.version >= known.version
+            && read.count == read.rules.len() as u64
+    }
+
+    /// Follows a read of a Redis that refused to take this replica's rules
+    /// back (read-only, out of memory, short of an ACL permission): its rules
+    /// are added, none of this replica's is lifted, and the generation is
+    /// not adopted, so the write-back is tried again at the next read.
+    fn follow_without_lifting(&self, read: &Read) -> Change {
+        let incoming: BTreeSet<Rule> = read.rules.iter().filter_map(|r| usable(r)).collect();
+        let mut known = self.known.lock();
+        let added: Vec<Rule> = incoming.difference(&known.rules).cloned().collect();
+        if !added.is_empty() {
+            known.rules.extend(added.iter().cloned());
+            self.list
+                .store(Arc::new(RevocationList::from_rules(&known.rules)));
+        }
+        known.followed = read.id.clone().unwrap_or_default();
+        known.followed_version = read.version;
+        Change {
+            added,
+            lifted: Vec::new(),
+        }
+    }
+
     /// Applies one message; `None` when it needs no action, and
     /// `Some(true)` beside the change when it came from a generation this
     /// replica has not read (Redis lost its data): read the set now.
@@ -189,8 +237,16 @@ impl SharedRevocations {
         };
         let rule = usable(rule)?;
         let mut known = self.known.lock();
-        let foreign = id != known.id;
-        if !foreign {
+        let followed = !known.followed.is_empty() && id == known.followed;
+        let foreign = id != known.id && !followed;
+        if followed {
+            // The generation of a read-only Redis this replica follows:
+            // already part of the last read, or newer; no read is needed.
+            if version <= known.followed_version {
+                return None;
+            }
+            known.followed_version = version;
+        } else if !foreign {
             if version <= known.version {
                 // Already part of the last read.
                 return None;
@@ -226,6 +282,29 @@ impl SharedRevocations {
     }
 }
 
+/// Reads the generation and the set, with read commands only (MULTI/EXEC, so
+/// the count and the set are of one moment): a read-only replica answers.
+async fn read_set(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+) -> redis::RedisResult<Read> {
+    let (id, version, count, rules): (Option<String>, Option<u64>, Option<u64>, Vec<String>) =
+        redis::pipe()
+            .atomic()
+            .hget(&keys.generation, "id")
+            .hget(&keys.generation, "version")
+            .hget(&keys.generation, "rules")
+            .smembers(&keys.rules)
+            .query_async(conn)
+            .await?;
+    Ok(Read {
+        id,
+        version: version.unwrap_or(0),
+        count: count.unwrap_or(0),
+        rules,
+    })
+}
+
 /// A rule from Redis, or `None` (logged) if it does not parse.
 fn usable(rule: &str) -> Option<Rule> {
     match rule.parse() {
@@ -243,6 +322,8 @@ fn usable(rule: &str) -> Option<Rule> {
 pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
     let sync_script = redis::Script::new(LUA_SYNC);
     let mut backoff = super::Backoff::default();
+    // Why Redis last refused the write-back, said once.
+    let mut refused_writes: Option<String> = None;
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
@@ -281,18 +362,42 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
                 }
                 _ = resync.tick() => {
                     let Some(this) = shared.upgrade() else { return };
-                    let (id, version, held) = this.revocations.sync_args();
-                    let mut call = this.revocations.keys.script(&sync_script);
-                    call.arg(&id).arg(version).arg(&held);
-                    let read = call.invoke_async::<(String, u64, Vec<String>, Vec<String>)>(&mut conn);
-                    let Ok(Ok((id, version, rules, restored))) = tokio::time::timeout(timeout, read).await else { break };
-                    if !restored.is_empty() {
-                        tracing::warn!(
-                            rules = ?restored,
-                            "Redis had lost revocations this replica holds (restarted empty, restored from an older snapshot, replaced, a key evicted, or a rule removed by hand); put them back"
-                        );
-                    }
-                    let change = this.revocations.adopt(id, version, rules);
+                    let keys = &this.revocations.keys;
+                    let Ok(Ok(read)) = tokio::time::timeout(timeout, read_set(&mut conn, keys)).await else { break };
+                    let change = if this.revocations.trusts(&read) {
+                        this.revocations.adopt(read.id.unwrap_or_default(), read.version, read.rules)
+                    } else {
+                        // Put back what this replica holds, where Redis takes writes.
+                        let (id, version, held) = this.revocations.sync_args();
+                        let mut call = keys.script(&sync_script);
+                        call.arg(&id).arg(version).arg(&held);
+                        let write = call.invoke_async::<(String, u64, Vec<String>, Vec<String>)>(&mut conn);
+                        match tokio::time::timeout(timeout, write).await {
+                            Ok(Ok((id, version, rules, restored))) => {
+                                if !restored.is_empty() {
+                                    tracing::warn!(
+                                        rules = restored.len(),
+                                        "Redis had lost revocations this replica holds (restarted empty, restored from an older snapshot, replaced, a key evicted, or a rule removed by hand); put them back"
+                                    );
+                                }
+                                refused_writes = None;
+                                this.revocations.adopt(id, version, rules)
+                            }
+                            Ok(Err(e)) => {
+                                let why = e.to_string();
+                                if refused_writes.as_deref() != Some(why.as_str()) {
+                                    tracing::warn!(
+                                        error = %why,
+                                        "Redis refuses to take back this replica's revocations (a read-only replica, out of memory, or an ACL without write commands); following the rules it holds, lifting none, and trying again at the next read"
+                                    );
+                                    refused_writes = Some(why);
+                                }
+                                this.revocations.follow_without_lifting(&read)
+                            }
+                            Err(_) => break,
+                        }
+                    };
+
                     if first {
                         backoff.reset();
                         first = false;
