@@ -339,3 +339,101 @@ fn a_gate_on_a_read_only_replica_loads_every_rule_and_follows_new_ones() {
     let took = within("r-new", 401, Duration::from_secs(1));
     eprintln!("a revocation on the primary reached the replica's follower in {took:?}");
 }
+
+/// A TCP forwarder the test owns, standing for a DNS name, a managed
+/// endpoint or a Kubernetes Service in front of Redis: new connections go to
+/// the current target; connections already made stay where they were.
+struct Forwarder {
+    port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Forwarder {
+    fn to(target: u16) -> Forwarder {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = std::sync::Arc::new(AtomicU16::new(target));
+        let to = target.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) =
+                    std::net::TcpStream::connect(("127.0.0.1", to.load(Ordering::SeqCst)))
+                else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Forwarder { port, target }
+    }
+
+    fn point_at(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A single `redis://` URL re-pointed from the old primary to the new one,
+/// as a failover behind a name does it: the limiter's connection to the old
+/// primary answers READONLY once it is demoted; the replica drops it and
+/// reconnects through the name, and is global again with no restart (it
+/// stayed in fallback for good before).
+#[test]
+fn a_re_pointed_url_fails_over_with_no_restart() {
+    let a = appauth_testkit::Redis::start();
+    let b = appauth_testkit::Redis::start();
+    let name = Forwarder::to(a.port);
+    let dir = tempfile::tempdir().unwrap();
+    orders_key(dir.path());
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[default]\nallow = [\"GET /hello\"]\nrate = \"100/s\"\n",
+    )
+    .unwrap();
+    let gate = AppAuth::from_dir(dir.path())
+        .policy(&policy)
+        .redis(RedisConfig::new(format!("redis://127.0.0.1:{}", name.port)))
+        .build()
+        .unwrap();
+    let mode = |want: &str, within: Duration| {
+        let started = Instant::now();
+        let series = format!("appauth_shared_state_mode{{mode=\"{want}\"}} 1");
+        while !gate.metrics().render().contains(&series) {
+            if started.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(started.elapsed())
+    };
+    assert!(
+        mode("global", Duration::from_secs(5)).is_some(),
+        "never global"
+    );
+
+    // The failover: B is promoted, the name points at B, A becomes B's
+    // replica (read-only, its data replaced by B's).
+    name.point_at(b.port);
+    a.command(&["REPLICAOF", "127.0.0.1", &b.port.to_string()])
+        .unwrap();
+    let fell_back = mode("fallback", Duration::from_secs(5));
+    let back = mode("global", Duration::from_secs(10));
+    eprintln!("re-pointed URL: fallback after {fell_back:?}, global again after {back:?}");
+    assert!(back.is_some(), "still in fallback 10 s after the failover");
+    // And global on B: the limiter's keys are there now.
+    let on_b = b.command(&["KEYS", "appauth:*"]).unwrap_or_default();
+    assert!(
+        on_b.contains("appauth:"),
+        "nothing written to the new primary: {on_b}"
+    );
+}

@@ -359,6 +359,27 @@ impl Shared {
     }
 }
 
+/// What a failed probe means, for the one log line: Redis unreachable,
+/// read-only (then the connection is dropped, so the next one can reach a
+/// new primary), or refusing the work for another reason (out of memory, an
+/// ACL without the script's commands).
+fn refusal_of(e: &redis::RedisError) -> (&'static str, bool) {
+    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+        (
+            "Redis is read-only (a replica, or a primary demoted by a failover); reconnecting",
+            true,
+        )
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+    {
+        ("cannot reach Redis", true)
+    } else {
+        ("Redis refuses appauth's rate-limit script", false)
+    }
+}
+
 /// The one retry rhythm of every Redis task: 100 ms, doubling to 5 s, back
 /// to 100 ms once a try succeeds. Fast enough that a Redis back from a
 /// restart is in use within a second; slow enough that a dead one costs a
@@ -408,7 +429,6 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
         }
     };
     const CONNECT: &str = "cannot connect to Redis";
-    const REFUSED: &str = "Redis refuses appauth's rate-limit script";
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
@@ -441,7 +461,15 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
                 match tokio::time::timeout(timeout, this.limiter.probe(&mut conn)).await {
                     Ok(Ok(())) => true,
                     Ok(Err(e)) => {
-                        tell(&mut said, REFUSED, e.to_string());
+                        let (what, reconnect) = refusal_of(&e);
+                        tell(&mut said, what, e.to_string());
+                        // A connection that answers READONLY is to a primary
+                        // demoted by a failover: a new one, to a re-pointed
+                        // endpoint (DNS name, managed endpoint, Service),
+                        // reaches the new primary. Nothing else would drop it.
+                        if reconnect {
+                            this.conn.store(None);
+                        }
                         false
                     }
                     Err(_) => false,
