@@ -396,6 +396,16 @@ impl AccessControl {
         self
     }
 
+    /// Whether every revocation source is loaded: with Redis, its first
+    /// complete read (unless the configuration serves before it).
+    pub fn ready(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            return shared.revocations_ready();
+        }
+        true
+    }
+
     /// Steps 8-10 for a verified caller: a domain decision, which
     /// [`crate::Refusal::denied`] turns into a response.
     pub fn check(&self, caller: &Verified, method: &str, path: &str) -> Result<(), Denial> {

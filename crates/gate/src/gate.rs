@@ -182,6 +182,13 @@ impl Gate {
         &self.state.metrics
     }
 
+    /// Whether the gate can accept tokens: keys loaded and, with Redis, its
+    /// revocations read (what a readiness probe should report).
+    pub fn is_ready(&self) -> bool {
+        let s = &self.state;
+        s.keys.is_ready() && s.access.as_ref().is_none_or(|a| a.ready())
+    }
+
     /// Whether accepted requests are to be logged ([`Gate::log_accepted`]).
     pub fn access_log_enabled(&self) -> bool {
         self.state.access_log
@@ -266,6 +273,9 @@ impl Gate {
         let s = &self.state;
         if !s.keys.is_ready() {
             return Err(Refusal::NotReady);
+        }
+        if s.access.as_ref().is_some_and(|a| !a.ready()) {
+            return Err(Refusal::RevocationsNotLoaded);
         }
         let token = extract_token(head.headers)?;
         let keys = s.keys.as_ref();

@@ -110,6 +110,19 @@ pub struct Metrics {
         allow(dead_code, reason = "counted by the Redis link")
     )]
     pub(crate) shared_rate_refills: Counter,
+    /// With Redis: 1 once a complete read of Redis's revocations is applied.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "counted by the Redis link")
+    )]
+    pub(crate) shared_revocations_synced: Gauge,
+    /// With Redis: when the last complete read of the revocations was
+    /// applied, in seconds since the epoch.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "counted by the Redis link")
+    )]
+    pub(crate) shared_revocations_read: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// With Redis: revocation rules received from Redis and in force.
     #[cfg_attr(
         not(feature = "redis"),
@@ -252,6 +265,20 @@ impl Metrics {
             "With Redis: revocation rules from Redis in force",
             shared_revocation_rules.clone(),
         );
+        let shared_revocations_synced = Gauge::default();
+        registry.register(
+            "shared_revocations_synced",
+            "With Redis: 1 once this replica has applied a complete read of the revocations in \
+             Redis (until then it accepts no token)",
+            shared_revocations_synced.clone(),
+        );
+        let shared_revocations_read = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "shared_revocations_last_read_timestamp_seconds",
+            "With Redis: when the last complete read of the revocations was applied (its age: \
+             time() minus this)",
+            shared_revocations_read.clone(),
+        );
         registry.register_collector(Box::new(RsaVerifications));
         Self {
             registry: None,
@@ -277,7 +304,19 @@ impl Metrics {
             shared_state_mode,
             shared_rate_refills,
             shared_revocation_rules,
+            shared_revocations_synced,
+            shared_revocations_read,
         }
+    }
+
+    /// A complete read of Redis's revocations was applied at `at`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared_revocations_read(&self, at: std::time::SystemTime) {
+        self.shared_revocations_synced.set(1);
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.shared_revocations_read.set(secs);
     }
 
     /// Records which version of `file` is in force.

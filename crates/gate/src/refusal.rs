@@ -115,6 +115,8 @@ codes! {
     RateExceeded => 429, "rate_limited", "rate_exceeded", "rate_limited", Info;
     /// The first key load has not finished.
     KeysLoading => 503, "unavailable", "keys_loading", "not_ready", Info;
+    /// With Redis: its revocations have not been read completely yet.
+    RevocationsLoading => 503, "unavailable", "revocations_loading", "not_ready", Warn;
 }
 
 impl Code {
@@ -192,6 +194,9 @@ pub enum Refusal {
     },
     /// The first key load has not finished: 503, try again shortly.
     NotReady,
+    /// With Redis, its revocations have not been read completely yet: 503,
+    /// try again shortly (or another replica).
+    RevocationsNotLoaded,
 }
 
 impl Refusal {
@@ -221,6 +226,7 @@ impl Refusal {
             Self::RoutePathNotCanonical { .. } => Code::RoutePathNotCanonical,
             Self::RateLimited { .. } => Code::RateExceeded,
             Self::NotReady => Code::KeysLoading,
+            Self::RevocationsNotLoaded => Code::RevocationsLoading,
         }
     }
 
@@ -248,7 +254,7 @@ impl Refusal {
             Self::RateLimited {
                 retry_after_secs, ..
             } => Some(("retry-after", retry_after_secs.max(&1).to_string())),
-            Self::NotReady => Some(("retry-after", "1".to_owned())),
+            Self::NotReady | Self::RevocationsNotLoaded => Some(("retry-after", "1".to_owned())),
             Self::NotCanonical(_)
             | Self::RouteNotAllowed { .. }
             | Self::RoutePathNotCanonical { .. } => None,
@@ -276,7 +282,7 @@ impl Refusal {
     pub fn app_id(&self) -> Option<&str> {
         match self {
             Self::Rejected(r) => r.app_id(),
-            Self::NotReady | Self::NotCanonical(_) => None,
+            Self::NotReady | Self::RevocationsNotLoaded | Self::NotCanonical(_) => None,
             Self::RouteNotAllowed { app_id }
             | Self::RoutePathNotCanonical { app_id }
             | Self::RateLimited { app_id, .. } => Some(app_id),
@@ -289,6 +295,9 @@ impl fmt::Display for Refusal {
         match self {
             Self::Rejected(r) => write!(f, "{r}"),
             Self::NotReady => f.write_str("keys are still loading"),
+            Self::RevocationsNotLoaded => {
+                f.write_str("the revocations in Redis have not been read yet (is Redis reachable?)")
+            }
             Self::NotCanonical(problem) => write!(f, "{problem}"),
             Self::RouteNotAllowed { app_id } => {
                 write!(f, "app {app_id} forbidden by policy (route_not_allowed)")

@@ -106,6 +106,13 @@ struct Args {
           default_value_t = shared::DEFAULT_REVOCATION_RESYNC.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(10..))]
     redis_resync_ms: u64,
+    /// Accept tokens before the first complete read of Redis's revocations,
+    /// with the revocation file's rules only (an availability choice, logged
+    /// at WARN). Default: until that read, tokens get 503
+    /// revocations_loading and /readyz is 503.
+    #[arg(long, env = "APPAUTH_REDIS_SERVE_BEFORE_SYNC", requires = "redis_url",
+          value_parser = BoolishValueParser::new())]
+    redis_serve_before_sync: bool,
 }
 
 #[derive(clap::Args)]
@@ -256,6 +263,7 @@ fn main() -> ExitCode {
             fallback: args.redis_fallback,
             timeout: Duration::from_millis(args.redis_timeout_ms),
             revocation_resync: Duration::from_millis(args.redis_resync_ms),
+            serve_before_sync: args.redis_serve_before_sync,
             ..r
         }),
         Err(e) => {

@@ -7,7 +7,7 @@ use actix_web::http::Method;
 use actix_web::{HttpResponse, Responder, Route, web};
 
 use appauth_actix::Caller;
-use appauth_gate::{KeyStore, Metrics};
+use appauth_gate::{Gate, KeyStore, Metrics};
 
 use crate::{data, proxy};
 
@@ -84,12 +84,19 @@ pub async fn healthz() -> impl Responder {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 once the first key load is done.
-pub async fn readyz(store: web::Data<Arc<KeyStore>>) -> impl Responder {
-    if store.is_ready() {
+/// `GET /readyz`: 200 once the gate can accept tokens (the first key load
+/// done and, with Redis, its revocations read); 503 with the reason before.
+pub async fn readyz(store: web::Data<Arc<KeyStore>>, gate: web::Data<Gate>) -> impl Responder {
+    if gate.is_ready() {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "apps": store.app_count() }))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "loading" }))
+        let reason = if store.is_ready() {
+            "revocations_loading"
+        } else {
+            "keys_loading"
+        };
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "loading", "reason": reason }))
     }
 }
 

@@ -184,7 +184,8 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
 pub fn configure(cfg: &mut web::ServiceConfig, state: &State) {
     cfg.app_data(web::Data::new(state.store.clone()))
         .app_data(web::Data::new(state.metrics.clone()))
-        .app_data(web::Data::new(state.jwks_algorithm));
+        .app_data(web::Data::new(state.jwks_algorithm))
+        .app_data(web::Data::new(state.gate.gate().clone()));
     if let Some(upstream) = &state.upstream {
         // awc clients are per worker (not Send); redirects are the caller's
         // business, not the gateway's.

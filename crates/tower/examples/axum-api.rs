@@ -107,7 +107,8 @@ pub fn app(args: &Args) -> Result<Router, appauth_tower::BuildError> {
 
 async fn readyz(State(app): State<App>) -> impl IntoResponse {
     let store = app.auth.gate().key_store().expect("built from a directory");
-    if store.is_ready() {
+    // Keys loaded and, with Redis, its revocations read.
+    if app.auth.gate().is_ready() {
         (
             StatusCode::OK,
             Json(json!({ "status": "ready", "apps": store.app_count() })),

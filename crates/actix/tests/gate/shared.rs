@@ -437,3 +437,66 @@ fn a_re_pointed_url_fails_over_with_no_restart() {
         "nothing written to the new primary: {on_b}"
     );
 }
+
+/// A gate started against 10,000 rules in Redis never accepts a revoked
+/// token, polled from its first moment: until its first complete read it
+/// answers 503 revocations_loading, then 401. Before, it served (and
+/// reported ready) before the read, and a revoked token passed.
+#[test]
+fn a_gate_started_against_10k_rules_never_accepts_a_revoked_token() {
+    use appauth_gate::{Admission, RequestHead};
+    let redis = appauth_testkit::Redis::start();
+    let mut sadd = vec!["SADD".to_owned(), "appauth:revocations".to_owned()];
+    sadd.extend((0..10_000).map(|i| format!("jti r-{i}")));
+    let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
+    redis.command(&sadd).unwrap();
+    redis
+        .command(&[
+            "HSET",
+            "appauth:revocations:generation",
+            "id",
+            "g1",
+            "version",
+            "1",
+            "rules",
+            "10000",
+        ])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = orders_key(dir.path());
+    let revoked = with_jti(&key, "r-9999");
+    let gate = AppAuth::from_dir(dir.path())
+        .redis(RedisConfig::new(redis.url()))
+        .build()
+        .unwrap();
+    let status = |t: &str| {
+        let headers = [("x-token", t)];
+        let head = RequestHead {
+            method: "GET",
+            path: "/hello",
+            headers: &headers,
+        };
+        match gate.gate().authenticate(&head) {
+            Ok(Admission::Caller(_)) => 200,
+            Ok(Admission::Exempt) => 0,
+            Err(refusal) => refusal.status(),
+        }
+    };
+    let started = Instant::now();
+    let (mut unavailable, mut polls) = (0, 0);
+    loop {
+        polls += 1;
+        match status(&revoked) {
+            401 => break,
+            503 => unavailable += 1,
+            other => panic!("a revoked token got {other} after {:?}", started.elapsed()),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never loaded");
+    }
+    assert!(gate.gate().is_ready());
+    eprintln!(
+        "10k rules: revoked token refused from the first poll; 503 for {unavailable} of {polls} polls, 401 after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status(&with_jti(&key, "fresh")), 200);
+}

@@ -110,6 +110,13 @@ pub struct RedisConfig {
     /// How often each replica reads every revocation again, besides the
     /// messages that announce each change.
     pub revocation_resync: Duration,
+    /// Whether the gate accepts tokens before its first complete read of
+    /// Redis's revocations. Default `false`: until then every token is
+    /// refused `503 revocations_loading` (a revoked token must not pass in a
+    /// replica's first milliseconds, nor while Redis cannot be read at
+    /// start). `true` serves with the file's revocations only until Redis is
+    /// read: an availability choice, logged at WARN.
+    pub serve_before_sync: bool,
 }
 
 impl RedisConfig {
@@ -124,6 +131,7 @@ impl RedisConfig {
             fallback: Fallback::Share(1.0),
             timeout: DEFAULT_REDIS_TIMEOUT,
             revocation_resync: DEFAULT_REVOCATION_RESYNC,
+            serve_before_sync: false,
         }
     }
 
@@ -243,11 +251,24 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Whether tokens may be accepted: Redis's revocations have been read
+    /// completely once, or the configuration chose to serve before that.
+    pub(crate) fn revocations_ready(&self) -> bool {
+        self.config.serve_before_sync || self.revocations.synced()
+    }
+
     /// Starts the Redis link on a thread of its own (its own small runtime,
     /// so an embedding app's runtime is not involved) and returns at once:
     /// the replica is in fallback mode until Redis first answers.
     pub fn start(config: RedisConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, SharedError> {
         let client = config.client()?;
+        if config.serve_before_sync {
+            tracing::warn!(
+                "serving before Redis's revocations are read (serve_before_sync): until the \
+                 first complete read, only the revocation file's rules apply, and a token \
+                 revoked in Redis is accepted"
+            );
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

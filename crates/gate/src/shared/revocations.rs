@@ -155,6 +155,9 @@ pub(crate) struct SharedRevocations {
     resync: Duration,
     known: Mutex<Known>,
     list: ArcSwap<RevocationList>,
+    /// Set by the first complete read; never cleared (an outage later keeps
+    /// the rules already held).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl SharedRevocations {
@@ -164,7 +167,18 @@ impl SharedRevocations {
             resync,
             known: Mutex::new(Known::default()),
             list: ArcSwap::from_pointee(RevocationList::default()),
+            synced: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether a complete read of Redis's set has been applied.
+    pub(crate) fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn mark_synced(&self) {
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The rules in force from Redis.
@@ -398,6 +412,9 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
                         }
                     };
 
+                    // Only now, with the whole set applied, may tokens pass.
+                    this.revocations.mark_synced();
+                    this.metrics.shared_revocations_read(std::time::SystemTime::now());
                     if first {
                         backoff.reset();
                         first = false;

@@ -322,17 +322,93 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     }
 }
 
-/// A replica started while Redis is down serves at once in fallback mode,
-/// and joins the global limit when Redis comes up, loading the revocations
-/// stored while it was away.
+/// A replica started while Redis is down accepts no token until it has read
+/// Redis's revocations: tokens get 503 revocations_loading and `/readyz` is
+/// 503 with that reason (a revoked token must not pass in the meantime).
+/// Once Redis is up, it reads, turns ready, and refuses the rule stored
+/// while it was away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_started_without_redis_serves_and_converges() {
+async fn a_replica_started_without_redis_waits_for_the_revocations() {
     let mut redis = Redis::start();
     let url = redis.url();
     redis.kill();
     let dir = tempfile::tempdir().unwrap();
     let key = add_app(dir.path(), "svc");
-    let server = Server::start(dir.path(), &["--redis-url", &url]);
+    let server = Server::start_unready(&[
+        "--keys-dir",
+        dir.path().to_str().unwrap(),
+        "--redis-url",
+        &url,
+    ]);
+    let revoked = forge(
+        &key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
+    );
+    let fresh = forge(
+        &key,
+        &json!({ "appId": "svc", "iat": now(), "exp": now() + 300 }),
+    );
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(status_with(&server.url, "/users", &fresh).await, 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "revocations_loading", "{body}");
+    let refused = reqwest::Client::new()
+        .get(format!("{}/users", server.url))
+        .header("x-token", &fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "revocations_loading");
+
+    redis.restart();
+    assert!(revoke(&redis, &["jti t-1"]).status.success());
+    let up = Instant::now();
+    loop {
+        let r = reqwest::get(format!("{}/readyz", server.url))
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(up.elapsed() < Duration::from_secs(8), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first token it accepts comes after the rule: never a 200 for it.
+    assert_eq!(status_with(&server.url, "/users", &revoked).await, 401);
+    assert_eq!(status_with(&server.url, "/users", &fresh).await, 200);
+    let synced = metric_line(&server.url, "appauth_shared_revocations_synced").await;
+    assert_eq!(synced, Some(1.0));
+}
+
+/// With `--redis-serve-before-sync`, a replica started while Redis is down
+/// serves at once (the revocation file's rules only, a WARN says so) in
+/// fallback mode, and joins the global limit when Redis comes up, loading
+/// the revocations stored while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_told_to_serve_before_the_sync_serves_and_converges() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "svc");
+    let server = Server::start(
+        dir.path(),
+        &["--redis-url", &url, "--redis-serve-before-sync"],
+    );
+    assert!(
+        server
+            .logs()
+            .contains("serving before Redis's revocations are read")
+    );
     let token = forge(
         &key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
@@ -501,7 +577,9 @@ async fn replicas_and_the_revoke_command_reach_redis_over_tls() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("certificate"), "{said}");
-    let untrusting = Server::start(&keys, &no_ca);
+    let mut serving = no_ca.clone();
+    serving.push("--redis-serve-before-sync");
+    let untrusting = Server::start(&keys, &serving);
     let fresh = forge(
         &app_key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300 }),
@@ -561,7 +639,11 @@ async fn a_password_in_the_url_is_used_and_never_logged() {
     let wrong = Server::launch(
         None,
         &[("APPAUTH_REDIS_URL", &url("not-the-pw"))],
-        &["--keys-dir", dir.path().to_str().unwrap()],
+        &[
+            "--keys-dir",
+            dir.path().to_str().unwrap(),
+            "--redis-serve-before-sync",
+        ],
     );
     let since = Instant::now();
     while !wrong.logs().contains("cannot connect to Redis") {

@@ -37,7 +37,21 @@ impl Server {
     /// Starts `cmd`, a command line that ends in the server's arguments
     /// (the binary itself, or a wrapper such as `setpriv` that runs it),
     /// adding a free port and two workers.
-    pub fn spawn(mut cmd: Command) -> Server {
+    pub fn spawn(cmd: Command) -> Server {
+        let server = Self::spawn_unready(cmd);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts the binary with `args` (plus a free port and two workers) and
+    /// returns once it listens, ready or not (its `/readyz` may say 503).
+    pub fn start_unready(args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_appauth-server"));
+        cmd.args(args);
+        Self::spawn_unready(cmd)
+    }
+
+    fn spawn_unready(mut cmd: Command) -> Server {
         if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info");
         }
@@ -68,9 +82,7 @@ impl Server {
         let url = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("server did not start: {:?}", logs.lock().unwrap()));
-        let server = Server { child, url, logs };
-        server.wait_ready();
-        server
+        Server { child, url, logs }
     }
 
     fn wait_ready(&self) {
