@@ -275,6 +275,23 @@ fn a_rule_an_older_release_stored_with_an_offset_is_lifted_by_its_own_words() {
     assert!(list_revocations(&config).unwrap().is_empty());
 }
 
+/// The status the engine gives `GET /hello` with `token`, straight from
+/// `Gate::authenticate` (no framework in between).
+fn status_of(gate: &AppAuth, token: &str) -> u16 {
+    use appauth_gate::{Admission, RequestHead};
+    let headers = [("x-token", token)];
+    let head = RequestHead {
+        method: "GET",
+        path: "/hello",
+        headers: &headers,
+    };
+    match gate.gate().authenticate(&head) {
+        Ok(Admission::Caller(_)) => 200,
+        Ok(Admission::Exempt) => 0,
+        Err(refusal) => refusal.status(),
+    }
+}
+
 /// A gate pointed at a read-only Redis (a replica, as the old primary is
 /// after a failover) loads every rule and follows new ones made on the
 /// primary. Before, the sync script wrote on its slow path, so on a replica
@@ -282,7 +299,6 @@ fn a_rule_an_older_release_stored_with_an_offset_is_lifted_by_its_own_words() {
 /// loaded.
 #[test]
 fn a_gate_on_a_read_only_replica_loads_every_rule_and_follows_new_ones() {
-    use appauth_gate::{Admission, RequestHead};
     let primary = appauth_testkit::Redis::start();
     let replica = appauth_testkit::Redis::start_with(&[
         "--replicaof",
@@ -305,20 +321,7 @@ fn a_gate_on_a_read_only_replica_loads_every_rule_and_follows_new_ones() {
         .redis(on_replica)
         .build()
         .unwrap();
-    let status = |jti: &str| {
-        let t = with_jti(&key, jti);
-        let headers = [("x-token", t.as_str())];
-        let head = RequestHead {
-            method: "GET",
-            path: "/hello",
-            headers: &headers,
-        };
-        match gate.gate().authenticate(&head) {
-            Ok(Admission::Caller(_)) => 200,
-            Ok(Admission::Exempt) => 0,
-            Err(refusal) => refusal.status(),
-        }
-    };
+    let status = |jti: &str| status_of(&gate, &with_jti(&key, jti));
     let within = |jti: &str, want: u16, limit: Duration| {
         let started = Instant::now();
         while status(jti) != want {
@@ -444,7 +447,6 @@ fn a_re_pointed_url_fails_over_with_no_restart() {
 /// reported ready) before the read, and a revoked token passed.
 #[test]
 fn a_gate_started_against_10k_rules_never_accepts_a_revoked_token() {
-    use appauth_gate::{Admission, RequestHead};
     let redis = appauth_testkit::Redis::start();
     let mut sadd = vec!["SADD".to_owned(), "appauth:revocations".to_owned()];
     sadd.extend((0..10_000).map(|i| format!("jti r-{i}")));
@@ -469,19 +471,7 @@ fn a_gate_started_against_10k_rules_never_accepts_a_revoked_token() {
         .redis(RedisConfig::new(redis.url()))
         .build()
         .unwrap();
-    let status = |t: &str| {
-        let headers = [("x-token", t)];
-        let head = RequestHead {
-            method: "GET",
-            path: "/hello",
-            headers: &headers,
-        };
-        match gate.gate().authenticate(&head) {
-            Ok(Admission::Caller(_)) => 200,
-            Ok(Admission::Exempt) => 0,
-            Err(refusal) => refusal.status(),
-        }
-    };
+    let status = |t: &str| status_of(&gate, t);
     let started = Instant::now();
     let (mut unavailable, mut polls) = (0, 0);
     loop {
