@@ -40,6 +40,22 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// A valid RS512 token for `app`, issued at `iat` for 300 s, made by the real
+/// signer (`appauth_core::sign_token`): what a well-behaved caller sends.
+pub fn signed(key: &PrivateKey, app: &str, iat: i64) -> String {
+    let claims = appauth_core::Claims {
+        app_id: app.into(),
+        iat,
+        exp: iat + 300,
+        nbf: None,
+        jti: None,
+        aud: None,
+        iss: None,
+        extra: Default::default(),
+    };
+    appauth_core::sign_token(key, Algorithm::RS512, &claims).expect("sign")
+}
+
 /// A compact JWS of exactly `header` and `claims`, signed with `key`.
 pub fn forge(key: &PrivateKey, alg: Algorithm, header: &Value, claims: &Value) -> String {
     let input = signing_input(header, claims);

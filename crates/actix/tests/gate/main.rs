@@ -18,25 +18,15 @@ use actix_web::test as at;
 use actix_web::{App, HttpResponse, web};
 use appauth_actix::{AccessControl, AppAuth, Caller, KeySource, Metrics, TokenCache};
 use appauth_core::{
-    Algorithm, AppId, Claims, Clock, KeyProvider, ManualClock, PrivateKey, PublicKey, Verifier,
-    VerifyConfig, parse_public_bundle, sign_token,
+    Algorithm, AppId, Clock, KeyProvider, ManualClock, PrivateKey, PublicKey, Verifier,
+    VerifyConfig, parse_public_bundle,
 };
 use serde_json::Value;
 
 const NOW: i64 = 1_800_000_000;
 
 fn token(key: &PrivateKey, app: &str, iat: i64) -> String {
-    let claims = Claims {
-        app_id: app.into(),
-        iat,
-        exp: iat + 300,
-        nbf: None,
-        jti: None,
-        aud: None,
-        iss: None,
-        extra: Default::default(),
-    };
-    sign_token(key, Algorithm::RS512, &claims).unwrap()
+    appauth_testkit::signed(key, app, iat)
 }
 
 fn bundle(keys: &[&PrivateKey]) -> Arc<[PublicKey]> {

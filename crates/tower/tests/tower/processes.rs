@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use appauth_core::{Algorithm, Claims, PrivateKey, sign_token};
+use appauth_core::PrivateKey;
 use appauth_testkit::conformance::{self, AUDIENCE, Fixture};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
@@ -114,17 +114,7 @@ fn futures_ready<F: std::future::Future>(future: F) -> F::Output {
 
 fn token(key: &PrivateKey, app: &str) -> String {
     let now = appauth_core::Clock::now(&appauth_core::SystemClock);
-    let claims = Claims {
-        app_id: app.into(),
-        iat: now,
-        exp: now + 300,
-        nbf: None,
-        jti: None,
-        aud: None,
-        iss: None,
-        extra: Default::default(),
-    };
-    sign_token(key, Algorithm::RS512, &claims).unwrap()
+    appauth_testkit::signed(key, app, now)
 }
 
 #[tokio::test]
