@@ -453,6 +453,11 @@ impl AccessControl {
         })
     }
 
+    /// The policy's `concurrency` for `app`, if it sets one.
+    pub fn concurrency(&self, app: &appauth_core::AppId) -> Option<std::num::NonZeroU32> {
+        self.policy.load().as_ref().and_then(|p| p.concurrency(app))
+    }
+
     /// Lets idle rate-limit buckets go (called on the periodic rescan).
     pub fn shrink(&self) {
         if let Some(p) = self.policy.load().as_ref() {

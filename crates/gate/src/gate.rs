@@ -246,6 +246,37 @@ impl Gate {
         }
     }
 
+    /// Takes one of `caller`'s in-flight slots for a request held upstream
+    /// (what the gateway does around each proxied request), or refuses it
+    /// 429 `concurrency_limit` when the app already holds its policy's
+    /// `concurrency` (default [`crate::DEFAULT_CONCURRENCY`]). Keep the
+    /// [`crate::Held`] until the response body is done. Synchronous.
+    pub fn hold(&self, caller: &Verified, head: &RequestHead<'_>) -> Result<crate::Held, Refusal> {
+        let limit = self
+            .state
+            .access
+            .as_ref()
+            .and_then(|a| a.concurrency(&caller.app_id))
+            .map_or(crate::DEFAULT_CONCURRENCY, std::num::NonZeroU32::get);
+        let gauge = self.state.metrics.in_flight(caller.app_id.as_str());
+        crate::Held::take(gauge, limit).ok_or_else(|| {
+            self.refused(
+                Refusal::ConcurrencyLimited {
+                    app_id: caller.app_id.to_string(),
+                    limit,
+                },
+                head,
+            )
+        })
+    }
+
+    /// Counts and logs a refusal its host made itself (a connection-level
+    /// limit, say), as [`Gate::authenticate`] does its own, and hands it
+    /// back to be answered.
+    pub fn refuse(&self, refusal: Refusal, head: &RequestHead<'_>) -> Refusal {
+        self.refused(refusal, head)
+    }
+
     fn refused(&self, refusal: Refusal, head: &RequestHead<'_>) -> Refusal {
         let code = refusal.code();
         let (outcome, reason) = (code.outcome(), code.reason());

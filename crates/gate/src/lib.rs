@@ -48,6 +48,7 @@ mod builder;
 mod cache;
 pub mod files;
 mod gate;
+mod in_flight;
 mod metrics;
 pub mod path;
 pub mod policy;
@@ -68,6 +69,7 @@ pub use access::{
 pub use builder::{BuildError, Builder, Checked, DEFAULT_TOKEN_CACHE_MB};
 pub use cache::TokenCache;
 pub use gate::{Admission, Gate, KeySource};
+pub use in_flight::{DEFAULT_CONCURRENCY, Held};
 pub use metrics::Metrics;
 pub use refusal::{Code, LogLevel, Refusal};
 pub use reload::Reloadable;

@@ -17,6 +17,13 @@ pub(crate) struct OutcomeLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `appauth_in_flight`: one app.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AppLabels {
+    /// The verified caller.
+    pub app: String,
+}
+
 /// Labels of `appauth_accepted_total`: which app called with which key.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct KeyLabels {
@@ -95,6 +102,10 @@ pub struct Metrics {
     /// The counters of `accepted_by_key` by kid, then app: a cold request
     /// finds its counter with one read lock and no allocation.
     accepted_keys: parking_lot::RwLock<AcceptedKeys>,
+    /// Requests held upstream by app (gateway mode); the gauge is the count
+    /// the concurrency cap reads.
+    in_flight: Family<AppLabels, Gauge>,
+    in_flight_by_app: parking_lot::RwLock<std::collections::HashMap<Box<str>, Gauge>>,
     config_info: Family<ConfigLabels, Gauge>,
     config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
     config_reload_errors: Family<FileLabels, Counter>,
@@ -229,6 +240,12 @@ impl Metrics {
             "Accepted requests by app and the key that verified the token",
             accepted_by_key.clone(),
         );
+        let in_flight = Family::<AppLabels, Gauge>::default();
+        registry.register(
+            "in_flight",
+            "Requests held upstream by app (gateway mode), against its concurrency",
+            in_flight.clone(),
+        );
         let config_info = Family::<ConfigLabels, Gauge>::default();
         registry.register(
             "config_info",
@@ -298,6 +315,8 @@ impl Metrics {
             token_cache_entries,
             accepted_by_key,
             accepted_keys: parking_lot::RwLock::new(AcceptedKeys::new()),
+            in_flight,
+            in_flight_by_app: parking_lot::RwLock::new(std::collections::HashMap::new()),
             config_info,
             config_versions: parking_lot::Mutex::new(Vec::new()),
             config_reload_errors,
@@ -445,6 +464,22 @@ impl Metrics {
             .or_default()
             .push((app.into(), counter.clone()));
         counter
+    }
+
+    /// The in-flight gauge of `app`; labels exist only for verified callers,
+    /// so the set is bounded by the keys directory.
+    pub(crate) fn in_flight(&self, app: &str) -> Gauge {
+        if let Some(g) = self.in_flight_by_app.read().get(app) {
+            return g.clone();
+        }
+        let mut apps = self.in_flight_by_app.write();
+        apps.entry(app.into())
+            .or_insert_with(|| {
+                self.in_flight.get_or_create_owned(&AppLabels {
+                    app: app.to_owned(),
+                })
+            })
+            .clone()
     }
 
     /// Drops the per-key counters of keys no longer loaded, so the label set

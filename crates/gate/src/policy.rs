@@ -8,10 +8,13 @@
 //! [apps."kjh2-vt23-s23t-poq2-xsw8-p09o-qw12"]
 //! allow = ["GET /users", "GET /users/*", "POST /orders"]
 //! rate = "500/s"
+//! concurrency = 128
 //! ```
 //!
-//! An app's own table replaces the default's `allow` and `rate` where it sets
-//! them. Patterns are `METHOD /path`: `*` matches one path segment, a trailing
+//! An app's own table replaces the default's `allow`, `rate` and
+//! `concurrency` where it sets them. `concurrency` bounds the requests of one
+//! app a gateway holds upstream at once (default
+//! [`DEFAULT_CONCURRENCY`](crate::DEFAULT_CONCURRENCY)). Patterns are `METHOD /path`: `*` matches one path segment, a trailing
 //! `/**` one or more further segments, `*` as the method any method, and `*`
 //! alone everything. A single trailing `/` in a request names the same route
 //! as none (`GET /users/` matches `GET /users`).
@@ -42,6 +45,7 @@ struct PolicyFile {
 struct RulesFile {
     allow: Option<Vec<Spanned<String>>>,
     rate: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
 }
 
 /// A request rate: `N/s` or `N/m`.
@@ -114,6 +118,7 @@ impl Rate {
 struct Rules {
     allow: Option<Vec<RoutePattern>>,
     rate: Option<Rate>,
+    concurrency: Option<NonZeroU32>,
 }
 
 /// What the policy says about one request.
@@ -193,7 +198,27 @@ impl Policy {
                     .map_err(|m| errors.push(at(Some(s.span()), m)))
                     .ok()
             });
-            Rules { allow, rate }
+            let concurrency = r.concurrency.and_then(|n| {
+                u32::try_from(*n.get_ref())
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or_else(|| {
+                        errors.push(at(
+                            Some(n.span()),
+                            format!(
+                                "{}: concurrency must be a whole number from 1 to {}",
+                                n.get_ref(),
+                                u32::MAX
+                            ),
+                        ))
+                    })
+                    .ok()
+            });
+            Rules {
+                allow,
+                rate,
+                concurrency,
+            }
         };
         let default = raw.default.map(&mut rules).unwrap_or_default();
         let mut apps = HashMap::new();
@@ -281,6 +306,15 @@ impl Policy {
             let clock = governor::clock::DefaultClock::default();
             not_until.wait_time_from(governor::clock::Clock::now(&clock))
         })
+    }
+
+    /// How many requests of `app` may be in flight upstream at once, when the
+    /// policy says (the app's own table, else the default table).
+    pub fn concurrency(&self, app: &AppId) -> Option<NonZeroU32> {
+        self.apps
+            .get(app)
+            .and_then(|r| r.concurrency)
+            .or(self.default.concurrency)
     }
 
     /// Forgets idle per-app buckets (they refill to full anyway).
@@ -382,6 +416,22 @@ allow = ["*"]
     }
 
     #[test]
+    fn concurrency_comes_from_the_app_then_the_default() {
+        let p = Policy::parse(
+            "policy.toml",
+            "[default]\nconcurrency = 8\n[apps.big]\nconcurrency = 100\n[apps.plain]\nrate = \"5/s\"\n",
+        )
+        .unwrap();
+        let n = |a: &str| p.concurrency(&app(a)).map(NonZeroU32::get);
+        assert_eq!(
+            (n("big"), n("plain"), n("other")),
+            (Some(100), Some(8), Some(8))
+        );
+        let none = Policy::parse("policy.toml", POLICY).unwrap();
+        assert_eq!(none.concurrency(&app("orders")), None);
+    }
+
+    #[test]
     fn bad_policies_name_line_column_and_expectation() {
         let cases = [
             (
@@ -410,6 +460,18 @@ allow = ["*"]
                 "policy.toml:1:7: invalid appId",
             ),
             ("[default\n", "policy.toml:1:9:"),
+            (
+                "[default]\nconcurrency = 0\n",
+                "policy.toml:2:15: 0: concurrency must be a whole number from 1",
+            ),
+            (
+                "[apps.a]\nconcurrency = -3\n",
+                "policy.toml:2:15: -3: concurrency must be a whole number from 1",
+            ),
+            (
+                "[default]\nconcurrency = \"8\"\n",
+                "policy.toml:2:15: invalid type: string",
+            ),
         ];
         for (text, expected) in cases {
             let err = Policy::parse("policy.toml", text).unwrap_err()[0].to_string();

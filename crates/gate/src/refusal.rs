@@ -113,6 +113,13 @@ codes! {
     RoutePathNotCanonical => 403, "forbidden", "path_not_canonical", "forbidden", Warn;
     /// Over the app's rate.
     RateExceeded => 429, "rate_limited", "rate_exceeded", "rate_limited", Info;
+    /// The app already has its `concurrency` of requests in flight upstream
+    /// (gateway mode).
+    ConcurrencyLimit => 429, "rate_limited", "concurrency_limit", "rate_limited", Info;
+    /// More HTTP/2 streams at once on one connection than the server
+    /// advertised (`SETTINGS_MAX_CONCURRENT_STREAMS`): a client that ignores
+    /// the setting.
+    TooManyStreams => 429, "rate_limited", "too_many_streams", "rate_limited", Warn;
     /// The first key load has not finished.
     KeysLoading => 503, "unavailable", "keys_loading", "not_ready", Info;
     /// With Redis: its revocations have not been read completely yet.
@@ -192,6 +199,18 @@ pub enum Refusal {
         /// Whole seconds until a request would be allowed (at least 1).
         retry_after_secs: u64,
     },
+    /// The app's requests in flight upstream are at its limit: 429.
+    ConcurrencyLimited {
+        /// The verified caller.
+        app_id: String,
+        /// Its limit.
+        limit: u32,
+    },
+    /// More streams at once on one HTTP/2 connection than advertised: 429.
+    TooManyStreams {
+        /// The advertised limit.
+        limit: u32,
+    },
     /// The first key load has not finished: 503, try again shortly.
     NotReady,
     /// With Redis, its revocations have not been read completely yet: 503,
@@ -225,6 +244,8 @@ impl Refusal {
             Self::RouteNotAllowed { .. } => Code::RouteNotAllowed,
             Self::RoutePathNotCanonical { .. } => Code::RoutePathNotCanonical,
             Self::RateLimited { .. } => Code::RateExceeded,
+            Self::ConcurrencyLimited { .. } => Code::ConcurrencyLimit,
+            Self::TooManyStreams { .. } => Code::TooManyStreams,
             Self::NotReady => Code::KeysLoading,
             Self::RevocationsNotLoaded => Code::RevocationsLoading,
         }
@@ -254,7 +275,10 @@ impl Refusal {
             Self::RateLimited {
                 retry_after_secs, ..
             } => Some(("retry-after", retry_after_secs.max(&1).to_string())),
-            Self::NotReady | Self::RevocationsNotLoaded => Some(("retry-after", "1".to_owned())),
+            Self::NotReady
+            | Self::RevocationsNotLoaded
+            | Self::ConcurrencyLimited { .. }
+            | Self::TooManyStreams { .. } => Some(("retry-after", "1".to_owned())),
             Self::NotCanonical(_)
             | Self::RouteNotAllowed { .. }
             | Self::RoutePathNotCanonical { .. } => None,
@@ -282,8 +306,12 @@ impl Refusal {
     pub fn app_id(&self) -> Option<&str> {
         match self {
             Self::Rejected(r) => r.app_id(),
-            Self::NotReady | Self::RevocationsNotLoaded | Self::NotCanonical(_) => None,
+            Self::NotReady
+            | Self::RevocationsNotLoaded
+            | Self::NotCanonical(_)
+            | Self::TooManyStreams { .. } => None,
             Self::RouteNotAllowed { app_id }
+            | Self::ConcurrencyLimited { app_id, .. }
             | Self::RoutePathNotCanonical { app_id }
             | Self::RateLimited { app_id, .. } => Some(app_id),
         }
@@ -305,6 +333,15 @@ impl fmt::Display for Refusal {
             Self::RoutePathNotCanonical { app_id } => {
                 write!(f, "app {app_id} forbidden by policy (path_not_canonical)")
             }
+            Self::ConcurrencyLimited { app_id, limit } => write!(
+                f,
+                "app {app_id} already has {limit} requests in flight upstream (its concurrency)"
+            ),
+            Self::TooManyStreams { limit } => write!(
+                f,
+                "more than {limit} HTTP/2 streams at once on one connection (the advertised \
+                 SETTINGS_MAX_CONCURRENT_STREAMS)"
+            ),
             Self::RateLimited {
                 app_id,
                 retry_after_secs,

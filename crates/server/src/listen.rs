@@ -7,8 +7,13 @@
 //! that watches the bytes read: from the first byte of a request head to its
 //! blank line, at most `head_timeout` may pass, on every request of every
 //! connection. Idle time between requests is bounded by keep-alive, as
-//! before. The listeners are built from actix-server and actix-http directly
-//! because `HttpServer` offers no way to wrap a connection.
+//! before. HTTP/2 connections get the same deadline on their header blocks
+//! (HEADERS and CONTINUATION frames) and advertise
+//! [`H2_MAX_CONCURRENT_STREAMS`] (see `h2`). The listeners are built from
+//! actix-server and actix-http directly because `HttpServer` offers no way to
+//! wrap a connection.
+
+mod h2;
 
 use std::future::Future;
 use std::io;
@@ -30,6 +35,39 @@ use tokio::time::{Instant, Sleep};
 /// How long a new TLS connection may stay silent before its ClientHello: a
 /// real client sends it at once (one round trip after the TCP handshake).
 pub const TLS_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The `SETTINGS_MAX_CONCURRENT_STREAMS` every HTTP/2 connection advertises
+/// (RFC 9113 recommends no less than 100), and the requests one connection
+/// may have in flight at once: a stream past it is answered 429
+/// `too_many_streams`.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// The in-flight requests of one connection, kept in its connection data
+/// (`HttpRequest::conn_data`): the server refuses a request that would take
+/// more than [`H2_MAX_CONCURRENT_STREAMS`].
+#[derive(Debug, Clone, Default)]
+pub struct StreamSlots(std::rc::Rc<std::cell::Cell<u32>>);
+
+/// One in-flight request of a connection, given back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot(std::rc::Rc<std::cell::Cell<u32>>);
+
+impl StreamSlots {
+    /// Takes a slot, or `None` when the connection has all of them.
+    pub fn take(&self) -> Option<StreamSlot> {
+        let n = self.0.get();
+        (n < H2_MAX_CONCURRENT_STREAMS).then(|| {
+            self.0.set(n + 1);
+            StreamSlot(self.0.clone())
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
 
 /// Connection limits, set deliberately (README, "Limits").
 #[derive(Debug, Clone, Copy)]
@@ -111,14 +149,12 @@ where
                     .and_then(move |io: TlsStream<TcpStream>| async move {
                         let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
                         let peer = io.get_ref().0.peer_addr().ok();
-                        // HTTP/2 frames its headers itself; the head watch is
-                        // for HTTP/1 text.
-                        let (protocol, watch) = if h2 {
-                            (Protocol::Http2, None)
+                        let head = Some(limits.head_timeout);
+                        Ok::<_, ()>(if h2 {
+                            (HeadDeadline::http2(io, head), Protocol::Http2, peer)
                         } else {
-                            (Protocol::Http1, Some(limits.head_timeout))
-                        };
-                        Ok::<_, ()>((HeadDeadline::new(io, watch), protocol, peer))
+                            (HeadDeadline::new(io, head), Protocol::Http1, peer)
+                        })
                     })
                     .and_then(http(app.clone(), true, addr, limits).map_err(|e| {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -165,6 +201,9 @@ where
         .client_request_timeout(limits.head_timeout)
         .client_disconnect_timeout(limits.disconnect_timeout)
         .local_addr(addr)
+        .on_connect_ext(|_: &T, data: &mut actix_http::Extensions| {
+            data.insert(StreamSlots::default());
+        })
         .finish(app)
 }
 
@@ -215,10 +254,22 @@ pub struct HeadDeadline<T> {
     in_line: bool,
     deadline: Instant,
     timer: Option<Pin<Box<Sleep>>>,
+    /// On an HTTP/2 connection: its frames.
+    h2: Option<Box<Http2>>,
+}
+
+/// What an HTTP/2 connection's watch keeps.
+struct Http2 {
+    frames: h2::FrameReader,
+    /// The server's first SETTINGS frame, rewritten, while it is being sent.
+    pending: Vec<u8>,
+    sent: usize,
+    /// The server has not written yet.
+    first_write: bool,
 }
 
 impl<T> HeadDeadline<T> {
-    /// Watches `io`; `None` passes everything through.
+    /// Watches `io`, an HTTP/1 connection; `None` passes everything through.
     pub fn new(io: T, limit: Option<Duration>) -> Self {
         Self {
             io,
@@ -228,23 +279,51 @@ impl<T> HeadDeadline<T> {
             in_line: false,
             deadline: Instant::now(),
             timer: None,
+            h2: None,
+        }
+    }
+
+    /// Watches `io`, an HTTP/2 connection: every header block must arrive
+    /// within `limit`, and the server advertises
+    /// [`H2_MAX_CONCURRENT_STREAMS`].
+    pub fn http2(io: T, limit: Option<Duration>) -> Self {
+        Self {
+            h2: Some(Box::new(Http2 {
+                frames: h2::FrameReader::default(),
+                pending: Vec::new(),
+                sent: 0,
+                first_write: true,
+            })),
+            ..Self::new(io, limit)
+        }
+    }
+
+    fn start_clock(&mut self, limit: Duration) {
+        self.phase = Phase::Head;
+        self.deadline = Instant::now() + limit;
+        match &mut self.timer {
+            Some(t) => t.as_mut().reset(self.deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(self.deadline))),
         }
     }
 
     fn saw(&mut self, bytes: &[u8]) {
         let Some(limit) = self.limit else { return };
+        if let Some(h2) = &mut self.h2 {
+            match h2.frames.feed(bytes) {
+                h2::Clock::Stop => self.phase = Phase::Idle,
+                h2::Clock::Start => self.start_clock(limit),
+                h2::Clock::Run => {}
+            }
+            return;
+        }
         match self.phase {
             Phase::Request => return,
             _ if bytes.is_empty() => return,
             Phase::Idle => {
-                self.phase = Phase::Head;
                 self.after_newline = false;
                 self.in_line = false;
-                self.deadline = Instant::now() + limit;
-                match &mut self.timer {
-                    Some(t) => t.as_mut().reset(self.deadline),
-                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(self.deadline))),
-                }
+                self.start_clock(limit);
             }
             Phase::Head => {}
         }
@@ -289,6 +368,9 @@ impl<T> HeadDeadline<T> {
     }
 
     fn wrote(&mut self, buf: &[u8]) {
+        if self.h2.is_some() {
+            return;
+        }
         // `HTTP/1.1 100 Continue` and other interim responses come before
         // the body: the request is not over.
         if self.phase == Phase::Request && !buf.is_empty() && !buf.starts_with(b"HTTP/1.1 1") {
@@ -336,6 +418,45 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadDeadline<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> HeadDeadline<T> {
+    /// Sends what is left of the rewritten SETTINGS frame, before anything
+    /// the server writes after it.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(h2) = &mut self.h2 else {
+            return Poll::Ready(Ok(()));
+        };
+        while h2.sent < h2.pending.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &h2.pending[h2.sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => h2.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if !h2.pending.is_empty() {
+            h2.pending = Vec::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// On an HTTP/2 connection's first write: takes the server's SETTINGS
+    /// frame, to send it with the stream limit. `Some(n)`: `n` bytes of `buf`
+    /// are taken (and are being sent).
+    fn rewrite_settings(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<usize> {
+        let h2 = self.h2.as_mut().filter(|h| h.first_write)?;
+        h2.first_write = false;
+        let Some((frame, took)) = h2::with_max_streams(buf, H2_MAX_CONCURRENT_STREAMS) else {
+            tracing::debug!("HTTP/2: the first write is not a whole SETTINGS frame; sent as is");
+            return None;
+        };
+        h2.pending = frame;
+        h2.sent = 0;
+        // Whatever is not sent now goes out before the next write or flush.
+        let _ = self.poll_pending(cx);
+        Some(took)
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -343,6 +464,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.h2.is_some() {
+            std::task::ready!(this.poll_pending(cx))?;
+            if let Some(took) = this.rewrite_settings(cx, buf) {
+                return Poll::Ready(Ok(took));
+            }
+        }
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &result
             && *n > 0
@@ -358,6 +485,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.h2.is_some() {
+            std::task::ready!(this.poll_pending(cx))?;
+            if this.h2.as_ref().is_some_and(|h| h.first_write) {
+                // The first write is looked at as one buffer.
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                return Pin::new(this).poll_write(cx, first);
+            }
+        }
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &result
             && *n > 0
@@ -373,11 +511,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 

@@ -10,7 +10,22 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use actix_web::body::SizedStream;
 
-use appauth_actix::Caller;
+use appauth_actix::{Caller, Rejected};
+use appauth_gate::{Gate, Held, RequestHead};
+
+/// Upstream connections each worker may hold at once: four times the
+/// default per-app `concurrency`, so one app at its cap leaves room for
+/// others.
+pub const UPSTREAM_CONNECTIONS_PER_WORKER: usize = 4 * appauth_gate::DEFAULT_CONCURRENCY as usize;
+
+/// The upstream client of one worker (awc's are not `Send`): a bounded pool,
+/// and redirects are the caller's business, not the gateway's.
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(UPSTREAM_CONNECTIONS_PER_WORKER))
+        .disable_redirects()
+        .finish()
+}
 
 /// Where and how to forward.
 #[derive(Debug, Clone)]
@@ -128,14 +143,24 @@ pub fn forward_headers(incoming: &HeaderMap, app_id: &str) -> Vec<(HeaderName, H
     out
 }
 
-/// Forwards one verified request.
+/// Forwards one verified request, holding one of its app's in-flight slots
+/// until the response body is done (429 `concurrency_limit` when the app
+/// holds all of them).
 pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     caller: Caller,
     upstream: web::Data<Upstream>,
     client: web::Data<awc::Client>,
-) -> HttpResponse {
+    gate: web::Data<Gate>,
+) -> Result<HttpResponse, Rejected> {
+    // The head is for the refusal's log line: the token was read already.
+    let head = RequestHead {
+        method: req.method().as_str(),
+        path: req.path(),
+        headers: &[],
+    };
+    let held = gate.hold(&caller, &head).map_err(Rejected)?;
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", upstream.base);
     let mut outgoing = client
@@ -182,8 +207,8 @@ pub async fn forward(
                 _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             };
             tracing::warn!(app_id = %caller.app_id, error = %e, reason, "upstream request failed");
-            return HttpResponse::build(status)
-                .json(serde_json::json!({ "error": "bad_gateway", "reason": reason }));
+            return Ok(HttpResponse::build(status)
+                .json(serde_json::json!({ "error": "bad_gateway", "reason": reason })));
         }
     };
     let mut back = HttpResponse::build(response.status());
@@ -204,7 +229,35 @@ pub async fn forward(
             back.append_header((name.clone(), value.clone()));
         }
     }
-    back.streaming(response)
+    Ok(back.streaming(Holding {
+        body: response,
+        _held: held,
+    }))
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream body that keeps its app's in-flight slot until it ends
+    /// (or the caller goes away and it is dropped).
+    struct Holding<S> {
+        #[pin]
+        body: S,
+        _held: Held,
+    }
+}
+
+impl<S: futures_util::Stream> futures_util::Stream for Holding<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        self.project().body.poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.body.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -187,11 +187,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &State) {
         .app_data(web::Data::new(state.jwks_algorithm))
         .app_data(web::Data::new(state.gate.gate().clone()));
     if let Some(upstream) = &state.upstream {
-        // awc clients are per worker (not Send); redirects are the caller's
-        // business, not the gateway's.
-        let client = awc::Client::builder().disable_redirects().finish();
         cfg.app_data(web::Data::new(upstream.clone()))
-            .app_data(web::Data::new(client));
+            .app_data(web::Data::new(crate::proxy::client()));
     }
     routes::configure(cfg, state.upstream.is_some(), state.serve_jwks);
 }
@@ -204,8 +201,37 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
     // later and the 404 default, is protected unless exempted.
     let app = move || {
         let state = app_state.clone();
+        let gate = state.gate.gate().clone();
         App::new()
             .wrap(state.gate.clone())
+            // Outermost: a stream past the connection's limit is refused
+            // before its token costs anything.
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service as _;
+                let slot = req
+                    .conn_data::<crate::listen::StreamSlots>()
+                    .map(crate::listen::StreamSlots::take);
+                let call = match slot {
+                    Some(None) => {
+                        let head = appauth_gate::RequestHead {
+                            method: req.method().as_str(),
+                            path: req.path(),
+                            headers: &[],
+                        };
+                        let limit = crate::listen::H2_MAX_CONCURRENT_STREAMS;
+                        Err(gate.refuse(appauth_gate::Refusal::TooManyStreams { limit }, &head))
+                    }
+                    _ => Ok(srv.call(req)),
+                };
+                async move {
+                    let response = match call {
+                        Ok(call) => call.await,
+                        Err(refusal) => Err(appauth_actix::Rejected(refusal).into()),
+                    };
+                    drop(slot);
+                    response
+                }
+            })
             .configure(move |cfg| configure(cfg, &state))
     };
     // Limits, set deliberately (README, "Limits"): every request head, on

@@ -8,6 +8,7 @@ mod deploy;
 mod flood;
 mod gateway;
 mod gateways;
+mod h2;
 mod interop;
 mod limits;
 mod replicas;
