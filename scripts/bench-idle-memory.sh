@@ -5,7 +5,7 @@
 # them, and closes them all; the server's resident memory (VmRSS) is read
 # with them open, right after they close, and after a quiet pause. Run with
 # the release build and the allocator it ships with (glibc's malloc), and
-# once more with MALLOC_ARENA_MAX=2, the setting deploy/ uses.
+# again with glibc's two tunables for returning memory.
 #   scripts/bench-idle-memory.sh [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.." && . scripts/bench/lib.sh
@@ -57,11 +57,12 @@ run() { # run LABEL ENV...: rounds against a fresh server
     local closed
     closed=$(rss_mb "$pid")
     sleep 5
-    echo "$label: round $round: $N open ${open} MB, closed ${closed} MB, 5 s later $(rss_mb "$pid") MB"
+    echo "$label: round $round: $N open ${open} MB, closed ${closed} MB, 5 s later $(rss_mb "$pid") MB ($(ls "/proc/$pid/fd" | wc -l) fds)"
     rm -f "$work/hold.out"
   done
   kill "$pid"
 }
 
 run "glibc malloc (default)"
-run "glibc malloc, MALLOC_ARENA_MAX=2" MALLOC_ARENA_MAX=2
+run "glibc malloc, MALLOC_ARENA_MAX=1" MALLOC_ARENA_MAX=1
+run "glibc malloc, MALLOC_TRIM_THRESHOLD_=65536" MALLOC_TRIM_THRESHOLD_=65536

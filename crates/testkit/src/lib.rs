@@ -253,25 +253,110 @@ impl Redis {
     }
 
     fn commands(&self, each: &[&[&str]]) -> Vec<String> {
-        use std::io::{Read, Write};
-        let mut replies = Vec::new();
-        let Ok(mut sock) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return replies;
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
-        for args in each {
-            let mut req = format!("*{}\r\n", args.len());
-            for a in *args {
-                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-            }
-            if sock.write_all(req.as_bytes()).is_err() {
-                break;
-            }
-            let mut buf = vec![0u8; 1 << 16];
-            let Ok(n) = sock.read(&mut buf) else { break };
-            replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        commands(self.port, each)
+    }
+}
+
+/// Commands in RESP over a plain socket to `port`; the raw replies.
+fn commands(port: u16, each: &[&[&str]]) -> Vec<String> {
+    use std::io::{Read, Write};
+    let mut replies = Vec::new();
+    let Ok(mut sock) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return replies;
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+    for args in each {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in *args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
-        replies
+        if sock.write_all(req.as_bytes()).is_err() {
+            break;
+        }
+        let mut buf = vec![0u8; 1 << 16];
+        let Ok(n) = sock.read(&mut buf) else { break };
+        replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    replies
+}
+
+/// A throwaway Redis Sentinel (`redis-server --sentinel`) on a free loopback
+/// port, watching one primary as service `mymaster` with quorum 1 and a 1 s
+/// down-after, killed by PID when dropped.
+pub struct Sentinel {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    /// Its config file lives here (a sentinel rewrites it).
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    /// The service name it watches.
+    pub const SERVICE: &'static str = "mymaster";
+
+    /// Starts one watching the primary on `primary_port`.
+    pub fn start(primary_port: u16) -> Sentinel {
+        let dir = tempfile::tempdir().expect("a temp dir for redis-sentinel");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\n\
+                 sentinel monitor {service} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {service} 1000\n\
+                 sentinel failover-timeout {service} 5000\n\
+                 sentinel parallel-syncs {service} 1\n",
+                dir = dir.path().display(),
+                service = Self::SERVICE,
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it with apt-get)");
+        let sentinel = Sentinel {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if sentinel.primary_port() == Some(primary_port) {
+                return sentinel;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-sentinel did not start on port {port}");
+    }
+
+    /// `redis+sentinel://127.0.0.1:<port>/mymaster`.
+    pub fn url(&self) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/{}", self.port, Self::SERVICE)
+    }
+
+    /// The port of the primary it names now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let reply = self.command(&["SENTINEL", "get-master-addr-by-name", Self::SERVICE])?;
+        // *2 $9 127.0.0.1 $4 6379
+        reply.lines().filter(|l| !l.starts_with(['*', '$'])).nth(1)?.trim().parse().ok()
+    }
+
+    /// One command; the raw reply.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        commands(self.port, &[args]).pop()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -10,6 +10,7 @@
 //! [`Fallback`], keeps every revocation it knows, and goes back to global
 //! limits on its own once Redis answers again.
 
+mod endpoint;
 mod limiter;
 mod revocations;
 
@@ -135,6 +136,26 @@ impl RedisConfig {
         }
     }
 
+    /// Where this URL points: one node, or a Sentinel-watched primary;
+    /// nothing is connected yet.
+    pub(crate) fn endpoint(&self) -> Result<endpoint::Endpoint, SharedError> {
+        if self.url.starts_with(endpoint::SENTINEL_SCHEME) {
+            let url = redacted(&self.url);
+            if self.tls.ca.is_some() || self.tls.client.is_some() {
+                return Err(SharedError::Tls {
+                    url,
+                    problem: "TLS through Sentinel is not supported yet; use a rediss:// URL to \
+                              one endpoint"
+                        .into(),
+                });
+            }
+            let spec = endpoint::SentinelSpec::parse(&self.url)
+                .map_err(|problem| SharedError::Sentinel { url, problem })?;
+            return Ok(endpoint::Endpoint::Sentinel(spec));
+        }
+        self.client().map(endpoint::Endpoint::Node)
+    }
+
     /// The client for this URL and TLS setting; nothing is connected yet.
     pub(crate) fn client(&self) -> Result<redis::Client, SharedError> {
         let url = redacted(&self.url);
@@ -199,6 +220,14 @@ pub enum SharedError {
     /// A revocation line that does not parse.
     #[error("{0}")]
     BadLine(String),
+    /// A `redis+sentinel://` URL that does not parse.
+    #[error("Redis URL {url}: {problem}")]
+    Sentinel {
+        /// The URL (password hidden).
+        url: String,
+        /// What is wrong, and the form expected.
+        problem: String,
+    },
     /// The TLS settings do not fit the URL or the build.
     #[error("Redis URL {url}: {problem}")]
     Tls {
@@ -261,7 +290,7 @@ impl Shared {
     /// so an embedding app's runtime is not involved) and returns at once:
     /// the replica is in fallback mode until Redis first answers.
     pub fn start(config: RedisConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, SharedError> {
-        let client = config.client()?;
+        let endpoint = Arc::new(config.endpoint()?);
         if config.serve_before_sync {
             tracing::warn!(
                 "serving before Redis's revocations are read (serve_before_sync): until the \
@@ -314,8 +343,8 @@ impl Shared {
         let weak = Arc::downgrade(&shared);
         shared
             .runtime
-            .spawn(supervise(weak.clone(), client.clone()));
-        shared.runtime.spawn(revocations::follow(weak, client));
+            .spawn(supervise(weak.clone(), endpoint.clone()));
+        shared.runtime.spawn(revocations::follow(weak, endpoint));
         Ok(shared)
     }
 
@@ -435,7 +464,7 @@ impl Default for Backoff {
 /// Connects, then watches: while in fallback mode, probes with a doubling
 /// backoff (100 ms to 5 s) and returns to global mode when the limiter's own
 /// script runs again ([`limiter::GlobalLimiter::probe`]).
-async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
+async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endpoint>) {
     let mut backoff = Backoff::default();
     // Why Redis cannot be used, said once at WARN (a wrong CA or password, a
     // read-only replica, a missing ACL permission: causes an operator must
@@ -459,11 +488,12 @@ async fn supervise(shared: std::sync::Weak<Shared>, client: redis::Client) {
                 .set_response_timeout(Some(timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(2));
-            match tokio::time::timeout(
-                timeout * 4,
-                redis::aio::ConnectionManager::new_with_config(client.clone(), config),
-            )
-            .await
+            // Resolved on every connection: with Sentinel, the primary now.
+            let connect = async {
+                let client = endpoint.client().await?;
+                redis::aio::ConnectionManager::new_with_config(client, config).await
+            };
+            match tokio::time::timeout(timeout * 4, connect).await
             {
                 Ok(Ok(conn)) => {
                     this.conn.store(Some(Arc::new(conn)));

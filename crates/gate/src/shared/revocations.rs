@@ -333,7 +333,7 @@ fn usable(rule: &str) -> Option<Rule> {
 /// Subscribes, reads the set, then applies each message and reads the set
 /// again every resync period; reconnects with a doubling backoff and reads
 /// the set after every reconnect.
-pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
+pub(crate) async fn follow(shared: Weak<Shared>, endpoint: std::sync::Arc<super::endpoint::Endpoint>) {
     let sync_script = redis::Script::new(LUA_SYNC);
     let mut backoff = super::Backoff::default();
     // Why Redis last refused the write-back, said once.
@@ -345,6 +345,8 @@ pub(crate) async fn follow(shared: Weak<Shared>, client: redis::Client) {
         let channel = this.revocations.keys.rules.clone();
         drop(this);
         let connected = async {
+            // Resolved on every reconnection: with Sentinel, the primary now.
+            let client = endpoint.client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             // Subscribed first, read second: a change made in between
@@ -521,8 +523,11 @@ pub fn list_revocations(config: &RedisConfig) -> Result<Vec<String>, SharedError
 }
 
 fn sync_connection(config: &RedisConfig) -> Result<redis::Connection, SharedError> {
+    let url = || redacted(&config.url);
     config
-        .client()?
+        .endpoint()?
+        .client_blocking()
+        .map_err(|source| SharedError::Command { url: url(), source })?
         .get_connection_with_timeout(Duration::from_secs(5))
         .map_err(|source| SharedError::Command {
             url: redacted(&config.url),

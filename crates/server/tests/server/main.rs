@@ -13,6 +13,7 @@ mod interop;
 mod limits;
 mod replicas;
 mod rotation;
+mod sentinel;
 mod shapes;
 mod soak;
 mod util;

@@ -1,0 +1,197 @@
+//! Where Redis is: one node (`redis://`, `rediss://`), or the primary that
+//! Sentinel names at this moment (`redis+sentinel://`).
+//!
+//! A Sentinel endpoint is asked again on every (re)connection, never once at
+//! start: after a failover the old primary answers `READONLY` (or nothing),
+//! the link drops that connection, and the next one goes where the
+//! sentinels now point, with no restart. The sentinel protocol itself is
+//! redis-rs's.
+
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{ConnectionAddr, RedisResult};
+
+/// The default port of a sentinel.
+const SENTINEL_PORT: u16 = 26379;
+
+/// What a URL names.
+#[derive(Debug, Clone)]
+pub(crate) enum Endpoint {
+    /// One node, for every connection.
+    Node(redis::Client),
+    /// The current primary of a Sentinel-watched service.
+    Sentinel(SentinelSpec),
+}
+
+/// `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db]`:
+/// the sentinels, the service (master) name, and the credentials and
+/// database of the Redis nodes themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelSpec {
+    pub(crate) sentinels: Vec<(String, u16)>,
+    pub(crate) service: String,
+    pub(crate) db: i64,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+/// The URL scheme of a Sentinel endpoint.
+pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+impl SentinelSpec {
+    /// Parses a `redis+sentinel://` URL; the error says what is wrong.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let expected = "expected redis+sentinel://[user:password@]host:26379[,host:26379...]/service[/db]";
+        let rest = url
+            .strip_prefix(SENTINEL_SCHEME)
+            .ok_or_else(|| format!("not a {SENTINEL_SCHEME} URL"))?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (
+                    (!user.is_empty()).then(|| percent_decoded(user)),
+                    Some(percent_decoded(pass)),
+                ),
+                None => (Some(percent_decoded(u)), None),
+            },
+        };
+        let sentinels = hosts
+            .split(',')
+            .map(|h| {
+                let (host, port) = match h.rsplit_once(':') {
+                    Some((host, port)) => (
+                        host,
+                        port.parse()
+                            .map_err(|_| format!("{h:?}: the port is not a number; {expected}"))?,
+                    ),
+                    None => (h, SENTINEL_PORT),
+                };
+                if host.is_empty() {
+                    return Err(format!("a sentinel has no host; {expected}"));
+                }
+                Ok((host.to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut parts = path.split('/');
+        let service = parts.next().unwrap_or("").to_owned();
+        if service.is_empty() {
+            return Err(format!("no service (master) name; {expected}"));
+        }
+        let db = match parts.next() {
+            None | Some("") => 0,
+            Some(db) => db
+                .parse()
+                .map_err(|_| format!("{db:?} is not a database number; {expected}"))?,
+        };
+        if parts.next().is_some() || path.contains('?') {
+            return Err(format!("unexpected text after the database; {expected}"));
+        }
+        Ok(Self {
+            sentinels,
+            service,
+            db,
+            username,
+            password,
+        })
+    }
+
+    fn builder(&self) -> RedisResult<SentinelClientBuilder> {
+        let addrs = self
+            .sentinels
+            .iter()
+            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+        let mut b = SentinelClientBuilder::new(addrs, &self.service, SentinelServerType::Master)?
+            .set_client_to_redis_db(self.db);
+        if let Some(user) = &self.username {
+            b = b.set_client_to_redis_username(user);
+        }
+        if let Some(pass) = &self.password {
+            b = b.set_client_to_redis_password(pass);
+        }
+        Ok(b)
+    }
+}
+
+impl Endpoint {
+    /// A client for the node to talk to now: the node, or the primary the
+    /// sentinels name (asked now, and checked to be a primary).
+    pub(crate) async fn client(&self) -> RedisResult<redis::Client> {
+        match self {
+            Self::Node(client) => Ok(client.clone()),
+            Self::Sentinel(spec) => spec.builder()?.build()?.async_get_client().await,
+        }
+    }
+
+    /// As [`Endpoint::client`], blocking (the `revoke` command line).
+    pub(crate) fn client_blocking(&self) -> RedisResult<redis::Client> {
+        match self {
+            Self::Node(client) => Ok(client.clone()),
+            Self::Sentinel(spec) => spec.builder()?.build()?.get_client(),
+        }
+    }
+}
+
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_name_sentinels_service_db_and_credentials() {
+        let s = SentinelSpec::parse("redis+sentinel://:p%40ss@s1:26380,s2,10.0.0.3:5000/mymaster/2")
+            .unwrap();
+        assert_eq!(
+            s,
+            SentinelSpec {
+                sentinels: vec![
+                    ("s1".into(), 26380),
+                    ("s2".into(), 26379),
+                    ("10.0.0.3".into(), 5000)
+                ],
+                service: "mymaster".into(),
+                db: 2,
+                username: None,
+                password: Some("p@ss".into()),
+            }
+        );
+        let plain = SentinelSpec::parse("redis+sentinel://app:pw@s1/cache").unwrap();
+        assert_eq!(
+            (plain.username.as_deref(), plain.db),
+            (Some("app"), 0)
+        );
+        for (bad, why) in [
+            ("redis+sentinel://s1", "no service"),
+            ("redis+sentinel://s1/", "no service"),
+            ("redis+sentinel://s1:x/m", "port is not a number"),
+            ("redis+sentinel://,s1/m", "no host"),
+            ("redis+sentinel://s1/m/zero", "not a database number"),
+            ("redis+sentinel://s1/m/0/extra", "unexpected text"),
+        ] {
+            let err = SentinelSpec::parse(bad).unwrap_err();
+            assert!(err.contains(why) && err.contains("expected"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Redis behind Sentinel, failing over while replicas serve (issue: "Redis
+//! as production runs it"). A primary, its replica and a sentinel, all real
+//! processes on loopback; `SENTINEL FAILOVER` promotes the replica and turns
+//! the old primary into a read-only replica, as an operator's failover or a
+//! crash does.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::util::{Redis, Sentinel, Server, add_app, metric_line, status_with};
+use super::{forge, now};
+
+const GLOBAL: &str = "appauth_shared_state_mode{mode=\"global\"}";
+
+fn revoke(url: &str, rule: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args(["revoke", "--redis-url", url, rule])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "revoke {rule}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until `check` holds, polling; how long it took, or `None`.
+fn wait(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+async fn until_status(url: &str, token: &str, status: u16, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if status_with(url, "/users", token).await == status {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+async fn until_global(url: &str, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if metric_line(url, GLOBAL).await == Some(1.0) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_a_sentinel_failover_with_no_restart() {
+    let primary = Redis::start();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    let linked = wait(Duration::from_secs(10), || {
+        replica
+            .command(&["INFO", "replication"])
+            .is_some_and(|r| r.contains("master_link_status:up"))
+    });
+    assert!(linked.is_some(), "the replica never synced");
+    let sentinel = Sentinel::start(primary.port);
+    let knows_replica = wait(Duration::from_secs(15), || {
+        sentinel
+            .command(&["SENTINEL", "replicas", Sentinel::SERVICE])
+            .is_some_and(|r| r.contains(&replica.port.to_string()))
+    });
+    assert!(knows_replica.is_some(), "the sentinel never saw the replica");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_app(dir.path(), "svc");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[default]\nallow = [\"GET /users\"]\nrate = \"1000/s\"\n").unwrap();
+    let url = sentinel.url();
+    let args = [
+        "--redis-url",
+        &url,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--redis-resync-ms",
+        "60000",
+    ];
+    let servers = [Server::start(dir.path(), &args), Server::start(dir.path(), &args)];
+    for s in &servers {
+        assert!(until_global(&s.url, Duration::from_secs(10)).await.is_some(), "{}", s.logs());
+    }
+    let token = |jti: &str| {
+        forge(
+            &key,
+            &json!({"appId": "svc", "iat": now(), "exp": now() + 300, "jti": jti}),
+        )
+    };
+    let (before, after, valid) = (token("before"), token("after"), token("valid"));
+
+    revoke(&url, "jti before");
+    for s in &servers {
+        let took = until_status(&s.url, &before, 401, Duration::from_secs(2)).await;
+        assert!(took.is_some(), "a revoke through Sentinel did not arrive");
+    }
+
+    // Valid calls all through the failover: never a 5xx.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = {
+        let (urls, valid, stop) = (
+            servers.iter().map(|s| s.url.clone()).collect::<Vec<_>>(),
+            valid.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for u in &urls {
+                    *statuses.entry(status_with(u, "/users", &valid).await).or_default() += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            statuses
+        })
+    };
+
+    let reply = sentinel.command(&["SENTINEL", "FAILOVER", Sentinel::SERVICE]);
+    assert!(reply.is_some_and(|r| r.contains("OK")), "SENTINEL FAILOVER refused");
+    let promoted = wait(Duration::from_secs(20), || {
+        sentinel.primary_port() == Some(replica.port)
+    });
+    assert!(promoted.is_some(), "the sentinel never promoted the replica");
+    let demoted = wait(Duration::from_secs(20), || {
+        primary
+            .command(&["INFO", "replication"])
+            .is_some_and(|r| r.contains("role:slave"))
+    });
+    assert!(demoted.is_some(), "the old primary never became a replica");
+    let failed_over = Instant::now();
+
+    // A revoke made after the failover (through Sentinel: on the new
+    // primary) reaches every replica, and the rate limits are global again,
+    // held on the new primary.
+    revoke(&url, "jti after");
+    for s in &servers {
+        let took = until_status(&s.url, &after, 401, Duration::from_secs(10)).await;
+        assert!(took.is_some(), "a revoke after the failover never arrived: {}", s.logs());
+        eprintln!("revoke after the failover refused by {} after {took:?}", s.url);
+    }
+    for s in &servers {
+        let took = until_global(&s.url, Duration::from_secs(10)).await;
+        assert!(took.is_some(), "not global again after the failover: {}", s.logs());
+    }
+    eprintln!("both replicas global again {:?} after the failover", failed_over.elapsed());
+    let keys_on_new_primary = wait(Duration::from_secs(5), || {
+        replica
+            .command(&["KEYS", "appauth:rate:*"])
+            .is_some_and(|r| r.contains("svc"))
+    });
+    assert!(keys_on_new_primary.is_some(), "the limiter does not write to the new primary");
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = driver.await.unwrap();
+    eprintln!("valid calls during the failover: {statuses:?}");
+    assert!(statuses.keys().all(|s| *s == 200), "{statuses:?}");
+
+    // A replica started after the failover reads every rule from the new
+    // primary before it serves.
+    let late = Server::start(dir.path(), &args);
+    for t in [&before, &after] {
+        assert_eq!(status_with(&late.url, "/users", t).await, 401);
+    }
+    assert_eq!(status_with(&late.url, "/users", &valid).await, 200);
+}
