@@ -118,7 +118,8 @@ struct Args {
 #[derive(clap::Args)]
 struct RedisArgs {
     /// Share rate limits and revocations with the other replicas through
-    /// this Redis (redis://host:port/db). Unset: everything stays in process.
+    /// this Redis (redis://host:port/db, rediss:// for TLS, or
+    /// redis+sentinel://host:26379,.../SERVICE). Unset: everything stays in process.
     #[arg(long, env = "APPAUTH_REDIS_URL")]
     redis_url: Option<String>,
     /// Prefix of appauth's keys in Redis, so deployments can share one.

@@ -281,8 +281,9 @@ fn commands(port: u16, each: &[&[&str]]) -> Vec<String> {
 }
 
 /// A throwaway Redis Sentinel (`redis-server --sentinel`) on a free loopback
-/// port, watching one primary as service `mymaster` with quorum 1 and a 1 s
-/// down-after, killed by PID when dropped.
+/// port, watching one primary as service `mymaster` with a 1 s down-after,
+/// killed by PID when dropped. Several started on one primary find each
+/// other through it.
 pub struct Sentinel {
     child: Child,
     /// The port it listens on.
@@ -295,8 +296,25 @@ impl Sentinel {
     /// The service name it watches.
     pub const SERVICE: &'static str = "mymaster";
 
+    /// Starts `n` watching the primary on `primary_port`, with a majority
+    /// quorum.
+    pub fn start_group(primary_port: u16, n: usize) -> Vec<Sentinel> {
+        (0..n)
+            .map(|_| Self::start(primary_port, n / 2 + 1))
+            .collect()
+    }
+
+    /// `redis+sentinel://` naming every sentinel of `group`.
+    pub fn group_url(group: &[Sentinel]) -> String {
+        let hosts: Vec<String> = group
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), Self::SERVICE)
+    }
+
     /// Starts one watching the primary on `primary_port`.
-    pub fn start(primary_port: u16) -> Sentinel {
+    pub fn start(primary_port: u16, quorum: usize) -> Sentinel {
         let dir = tempfile::tempdir().expect("a temp dir for redis-sentinel");
         let port = free_port();
         let conf = dir.path().join("sentinel.conf");
@@ -304,7 +322,7 @@ impl Sentinel {
             &conf,
             format!(
                 "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\n\
-                 sentinel monitor {service} 127.0.0.1 {primary_port} 1\n\
+                 sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
                  sentinel down-after-milliseconds {service} 1000\n\
                  sentinel failover-timeout {service} 5000\n\
                  sentinel parallel-syncs {service} 1\n",
@@ -344,7 +362,13 @@ impl Sentinel {
     pub fn primary_port(&self) -> Option<u16> {
         let reply = self.command(&["SENTINEL", "get-master-addr-by-name", Self::SERVICE])?;
         // *2 $9 127.0.0.1 $4 6379
-        reply.lines().filter(|l| !l.starts_with(['*', '$'])).nth(1)?.trim().parse().ok()
+        reply
+            .lines()
+            .filter(|l| !l.starts_with(['*', '$']))
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// One command; the raw reply.

@@ -22,9 +22,10 @@ pub(crate) enum Endpoint {
     Sentinel(SentinelSpec),
 }
 
-/// `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db]`:
-/// the sentinels, the service (master) name, and the credentials and
-/// database of the Redis nodes themselves.
+/// `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db][?sentinel_username=U&sentinel_password=P]`:
+/// the sentinels, the service (master) name, the credentials and database
+/// of the Redis nodes, and the sentinels' own credentials when they have
+/// any (a sentinel with `requirepass`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SentinelSpec {
     pub(crate) sentinels: Vec<(String, u16)>,
@@ -32,6 +33,28 @@ pub(crate) struct SentinelSpec {
     pub(crate) db: i64,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<String>,
+}
+
+/// How long a Sentinel-resolved connection that works is kept before the
+/// sentinels are asked again whether it still goes to the primary.
+pub(crate) const SENTINEL_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The URL schemes `--redis-url` takes, for messages.
+pub(crate) const SCHEMES: &str = "redis://, rediss:// or redis+sentinel://";
+
+/// Why a URL's scheme is not one appauth can use, if it is not.
+pub(crate) fn unsupported_scheme(url: &str) -> Option<String> {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    match scheme {
+        "redis" | "rediss" | "redis+sentinel" => None,
+        "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => {
+            Some(format!("{scheme}:// is not supported yet; use {SCHEMES}"))
+        }
+        "" => Some(format!("no scheme; use {SCHEMES}")),
+        other => Some(format!("unknown scheme {other}://; use {SCHEMES}")),
+    }
 }
 
 /// The URL scheme of a Sentinel endpoint.
@@ -40,11 +63,26 @@ pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
 impl SentinelSpec {
     /// Parses a `redis+sentinel://` URL; the error says what is wrong.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
-        let expected = "expected redis+sentinel://[user:password@]host:26379[,host:26379...]/service[/db]";
+        let expected =
+            "expected redis+sentinel://[user:password@]host:26379[,host:26379...]/service[/db]";
         let rest = url
             .strip_prefix(SENTINEL_SCHEME)
             .ok_or_else(|| format!("not a {SENTINEL_SCHEME} URL"))?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (mut sentinel_username, mut sentinel_password) = (None, None);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sentinel_username", v)) => sentinel_username = Some(percent_decoded(v)),
+                Some(("sentinel_password", v)) => sentinel_password = Some(percent_decoded(v)),
+                _ => {
+                    return Err(format!(
+                        "unknown parameter {pair:?} (sentinel_username and sentinel_password \
+                         are known); {expected}"
+                    ));
+                }
+            }
+        }
         let (userinfo, hosts) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
@@ -87,7 +125,7 @@ impl SentinelSpec {
                 .parse()
                 .map_err(|_| format!("{db:?} is not a database number; {expected}"))?,
         };
-        if parts.next().is_some() || path.contains('?') {
+        if parts.next().is_some() {
             return Err(format!("unexpected text after the database; {expected}"));
         }
         Ok(Self {
@@ -96,6 +134,8 @@ impl SentinelSpec {
             db,
             username,
             password,
+            sentinel_username,
+            sentinel_password,
         })
     }
 
@@ -112,6 +152,12 @@ impl SentinelSpec {
         if let Some(pass) = &self.password {
             b = b.set_client_to_redis_password(pass);
         }
+        if let Some(user) = &self.sentinel_username {
+            b = b.set_client_to_sentinel_username(user);
+        }
+        if let Some(pass) = &self.sentinel_password {
+            b = b.set_client_to_sentinel_password(pass);
+        }
         Ok(b)
     }
 }
@@ -124,6 +170,12 @@ impl Endpoint {
             Self::Node(client) => Ok(client.clone()),
             Self::Sentinel(spec) => spec.builder()?.build()?.async_get_client().await,
         }
+    }
+
+    /// Whether the node behind this endpoint can change while it runs (and
+    /// should be asked again now and then).
+    pub(crate) fn moves(&self) -> bool {
+        matches!(self, Self::Sentinel(_))
     }
 
     /// As [`Endpoint::client`], blocking (the `revoke` command line).
@@ -141,7 +193,11 @@ fn percent_decoded(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -161,8 +217,9 @@ mod tests {
 
     #[test]
     fn sentinel_urls_name_sentinels_service_db_and_credentials() {
-        let s = SentinelSpec::parse("redis+sentinel://:p%40ss@s1:26380,s2,10.0.0.3:5000/mymaster/2")
-            .unwrap();
+        let s =
+            SentinelSpec::parse("redis+sentinel://:p%40ss@s1:26380,s2,10.0.0.3:5000/mymaster/2")
+                .unwrap();
         assert_eq!(
             s,
             SentinelSpec {
@@ -175,12 +232,26 @@ mod tests {
                 db: 2,
                 username: None,
                 password: Some("p@ss".into()),
+                sentinel_username: None,
+                sentinel_password: None,
             }
         );
         let plain = SentinelSpec::parse("redis+sentinel://app:pw@s1/cache").unwrap();
         assert_eq!(
-            (plain.username.as_deref(), plain.db),
-            (Some("app"), 0)
+            (plain.username.as_deref(), plain.db, plain.sentinel_password),
+            (Some("app"), 0, None)
+        );
+        let own = SentinelSpec::parse(
+            "redis+sentinel://s1/m/1?sentinel_username=watch&sentinel_password=s%26cret",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                own.sentinel_username.as_deref(),
+                own.sentinel_password.as_deref(),
+                own.db
+            ),
+            (Some("watch"), Some("s&cret"), 1)
         );
         for (bad, why) in [
             ("redis+sentinel://s1", "no service"),
@@ -189,9 +260,28 @@ mod tests {
             ("redis+sentinel://,s1/m", "no host"),
             ("redis+sentinel://s1/m/zero", "not a database number"),
             ("redis+sentinel://s1/m/0/extra", "unexpected text"),
+            ("redis+sentinel://s1/m?password=x", "unknown parameter"),
         ] {
             let err = SentinelSpec::parse(bad).unwrap_err();
-            assert!(err.contains(why) && err.contains("expected"), "{bad}: {err}");
+            assert!(
+                err.contains(why) && err.contains("expected"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_name_the_supported_ones() {
+        for ok in ["redis://h", "rediss://h", "redis+sentinel://s/m"] {
+            assert_eq!(unsupported_scheme(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("http://h", "unknown scheme http://"),
+            ("h:6379", "no scheme"),
+            ("redis+cluster://h:7000", "not supported yet"),
+        ] {
+            let err = unsupported_scheme(bad).unwrap();
+            assert!(err.contains(why) && err.contains(SCHEMES), "{bad}: {err}");
         }
     }
 }

@@ -97,7 +97,9 @@ impl std::fmt::Debug for RedisTls {
 /// How to reach Redis and what to do without it.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`, or `rediss://` for TLS (feature `redis-tls`).
+    /// `redis://host:port/db`, `rediss://` for TLS (feature `redis-tls`), or
+    /// `redis+sentinel://host:26379[,host:26379...]/SERVICE[/db]` for the
+    /// primary Sentinel names (docs/spec.md §11).
     pub url: String,
     /// For a `rediss://` URL: whom to trust and what to present; the
     /// default trusts the system's roots and presents nothing.
@@ -139,6 +141,10 @@ impl RedisConfig {
     /// Where this URL points: one node, or a Sentinel-watched primary;
     /// nothing is connected yet.
     pub(crate) fn endpoint(&self) -> Result<endpoint::Endpoint, SharedError> {
+        if let Some(problem) = endpoint::unsupported_scheme(&self.url) {
+            let url = redacted(&self.url);
+            return Err(SharedError::BadUrl { url, problem });
+        }
         if self.url.starts_with(endpoint::SENTINEL_SCHEME) {
             let url = redacted(&self.url);
             if self.tls.ca.is_some() || self.tls.client.is_some() {
@@ -150,7 +156,7 @@ impl RedisConfig {
                 });
             }
             let spec = endpoint::SentinelSpec::parse(&self.url)
-                .map_err(|problem| SharedError::Sentinel { url, problem })?;
+                .map_err(|problem| SharedError::BadUrl { url, problem })?;
             return Ok(endpoint::Endpoint::Sentinel(spec));
         }
         self.client().map(endpoint::Endpoint::Node)
@@ -220,9 +226,10 @@ pub enum SharedError {
     /// A revocation line that does not parse.
     #[error("{0}")]
     BadLine(String),
-    /// A `redis+sentinel://` URL that does not parse.
+    /// A URL of a scheme appauth does not take, or a `redis+sentinel://`
+    /// URL that does not parse.
     #[error("Redis URL {url}: {problem}")]
-    Sentinel {
+    BadUrl {
         /// The URL (password hidden).
         url: String,
         /// What is wrong, and the form expected.
@@ -433,20 +440,37 @@ fn refusal_of(e: &redis::RedisError) -> (&'static str, bool) {
 /// The one retry rhythm of every Redis task: 100 ms, doubling to 5 s, back
 /// to 100 ms once a try succeeds. Fast enough that a Redis back from a
 /// restart is in use within a second; slow enough that a dead one costs a
-/// connection attempt every 5 s per task.
+/// connection attempt every 5 s per task. Through Sentinel the delay stops
+/// at 500 ms: a failover takes seconds, each try asks the sentinels (not a
+/// dead primary), and a follower back late misses revocations made
+/// meanwhile until it reads the set.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     next: Duration,
+    max: Duration,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(5);
+    const MAX_SENTINEL: Duration = Duration::from_millis(500);
+
+    /// The rhythm for `endpoint`.
+    pub(crate) fn for_endpoint(endpoint: &endpoint::Endpoint) -> Self {
+        Self {
+            next: Self::FIRST,
+            max: if endpoint.moves() {
+                Self::MAX_SENTINEL
+            } else {
+                Self::MAX
+            },
+        }
+    }
 
     /// Waits the current delay, then doubles it (up to the maximum).
     pub(crate) async fn sleep(&mut self) {
         tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Self::MAX);
+        self.next = (self.next * 2).min(self.max);
     }
 
     /// Back to the first delay, after a success.
@@ -457,7 +481,10 @@ impl Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { next: Self::FIRST }
+        Self {
+            next: Self::FIRST,
+            max: Self::MAX,
+        }
     }
 }
 
@@ -465,7 +492,7 @@ impl Default for Backoff {
 /// backoff (100 ms to 5 s) and returns to global mode when the limiter's own
 /// script runs again ([`limiter::GlobalLimiter::probe`]).
 async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endpoint>) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::for_endpoint(&endpoint);
     // Why Redis cannot be used, said once at WARN (a wrong CA or password, a
     // read-only replica, a missing ACL permission: causes an operator must
     // see), then at DEBUG while it stays the same.
@@ -479,6 +506,8 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
         }
     };
     const CONNECT: &str = "cannot connect to Redis";
+    // With Sentinel: the primary connected to, and when the sentinels named it.
+    let mut primary: Option<(String, std::time::Instant)> = None;
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
@@ -491,11 +520,20 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
             // Resolved on every connection: with Sentinel, the primary now.
             let connect = async {
                 let client = endpoint.client().await?;
-                redis::aio::ConnectionManager::new_with_config(client, config).await
+                let addr = client.get_connection_info().addr().to_string();
+                redis::aio::ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map(|conn| (conn, addr))
             };
-            match tokio::time::timeout(timeout * 4, connect).await
-            {
-                Ok(Ok(conn)) => {
+            match tokio::time::timeout(timeout * 4, connect).await {
+                Ok(Ok((conn, addr))) => {
+                    if endpoint.moves() {
+                        let moved = primary.as_ref().is_some_and(|(was, _)| *was != addr);
+                        if moved || primary.is_none() {
+                            tracing::info!(primary = %addr, "Sentinel names the Redis primary");
+                        }
+                        primary = Some((addr, std::time::Instant::now()));
+                    }
                     this.conn.store(Some(Arc::new(conn)));
                     said = None;
                 }
@@ -528,6 +566,27 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
             }
             None => false,
         };
+        // A working connection to a Sentinel-named primary is checked now and
+        // then: a failover that leaves the old primary writable (a partition
+        // that heals late) would otherwise never be noticed.
+        if healthy
+            && let Some((addr, at)) = &primary
+            && at.elapsed() >= endpoint::SENTINEL_RECHECK
+        {
+            match tokio::time::timeout(timeout * 4, endpoint.client()).await {
+                Ok(Ok(now)) if now.get_connection_info().addr().to_string() != *addr => {
+                    tracing::warn!(
+                        was = %addr,
+                        now = %now.get_connection_info().addr(),
+                        "Sentinel names a new Redis primary; reconnecting"
+                    );
+                    this.conn.store(None);
+                    primary = None;
+                    continue;
+                }
+                _ => primary = Some((addr.clone(), std::time::Instant::now())),
+            }
+        }
         if healthy {
             said = None;
             this.enter_global();

@@ -333,9 +333,12 @@ fn usable(rule: &str) -> Option<Rule> {
 /// Subscribes, reads the set, then applies each message and reads the set
 /// again every resync period; reconnects with a doubling backoff and reads
 /// the set after every reconnect.
-pub(crate) async fn follow(shared: Weak<Shared>, endpoint: std::sync::Arc<super::endpoint::Endpoint>) {
+pub(crate) async fn follow(
+    shared: Weak<Shared>,
+    endpoint: std::sync::Arc<super::endpoint::Endpoint>,
+) {
     let sync_script = redis::Script::new(LUA_SYNC);
-    let mut backoff = super::Backoff::default();
+    let mut backoff = super::Backoff::for_endpoint(&endpoint);
     // Why Redis last refused the write-back, said once.
     let mut refused_writes: Option<String> = None;
     loop {
@@ -347,14 +350,16 @@ pub(crate) async fn follow(shared: Weak<Shared>, endpoint: std::sync::Arc<super:
         let connected = async {
             // Resolved on every reconnection: with Sentinel, the primary now.
             let client = endpoint.client().await?;
+            let addr = client.get_connection_info().addr().to_string();
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             // Subscribed first, read second: a change made in between
             // arrives both ways rather than neither.
             let conn = client.get_multiplexed_async_connection().await?;
-            Ok::<_, redis::RedisError>((pubsub, conn))
+            Ok::<_, redis::RedisError>((pubsub, conn, addr))
         };
-        let Ok(Ok((pubsub, mut conn))) = tokio::time::timeout(timeout * 4, connected).await else {
+        let Ok(Ok((pubsub, mut conn, addr))) = tokio::time::timeout(timeout * 4, connected).await
+        else {
             backoff.sleep().await;
             continue;
         };
@@ -377,6 +382,17 @@ pub(crate) async fn follow(shared: Weak<Shared>, endpoint: std::sync::Arc<super:
                     }
                 }
                 _ = resync.tick() => {
+                    // With Sentinel: still the primary? A demoted one stays
+                    // readable, but write-backs belong on the new one.
+                    if endpoint.moves() && !first {
+                        let now = tokio::time::timeout(timeout * 4, endpoint.client()).await;
+                        if let Ok(Ok(now)) = now
+                            && now.get_connection_info().addr().to_string() != addr
+                        {
+                            tracing::info!(was = %addr, "the revocation follower moves to the new Redis primary");
+                            break;
+                        }
+                    }
                     let Some(this) = shared.upgrade() else { return };
                     let keys = &this.revocations.keys;
                     let Ok(Ok(read)) = tokio::time::timeout(timeout, read_set(&mut conn, keys)).await else { break };
@@ -524,15 +540,24 @@ pub fn list_revocations(config: &RedisConfig) -> Result<Vec<String>, SharedError
 
 fn sync_connection(config: &RedisConfig) -> Result<redis::Connection, SharedError> {
     let url = || redacted(&config.url);
-    config
-        .endpoint()?
-        .client_blocking()
-        .map_err(|source| SharedError::Command { url: url(), source })?
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .map_err(|source| SharedError::Command {
-            url: redacted(&config.url),
-            source,
-        })
+    let endpoint = config.endpoint()?;
+    let connect = || {
+        endpoint
+            .client_blocking()?
+            .get_connection_with_timeout(Duration::from_secs(5))
+    };
+    // Through Sentinel, a command run during a failover may ask while the
+    // sentinels still agree on the new primary: asked again for a few
+    // seconds, so an operator's revoke in an incident goes through.
+    let mut tries = if endpoint.moves() { 10 } else { 1 };
+    loop {
+        tries -= 1;
+        match connect() {
+            Ok(conn) => return Ok(conn),
+            Err(source) if tries == 0 => return Err(SharedError::Command { url: url(), source }),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
 }
 
 #[cfg(test)]
