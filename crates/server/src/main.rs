@@ -174,8 +174,12 @@ enum Command {
     Revoke {
         /// One rule in the revocation file's format: 'jti <id>',
         /// 'kid <thumbprint>', 'app <appId> before <RFC 3339 time>', 'app <appId>'.
-        #[arg(required_unless_present = "list")]
+        #[arg(required_unless_present_any = ["list", "file"])]
         rule: Option<String>,
+        /// Many rules at once, one per line in the revocation file's format
+        /// (`-` reads stdin): checked first, stored in one round trip.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["rule", "list"])]
+        file: Option<PathBuf>,
         /// Lift the rule instead: every replica stops applying it within a
         /// second (a rule in a replica's revocation file still applies).
         #[arg(long, conflicts_with = "list")]
@@ -188,7 +192,13 @@ enum Command {
     },
 }
 
-fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> ExitCode {
+fn revoke(
+    rule: Option<String>,
+    file: Option<PathBuf>,
+    remove: bool,
+    list: bool,
+    redis: RedisArgs,
+) -> ExitCode {
     let config = match redis.config() {
         Ok(Some(config)) => config,
         Ok(None) => {
@@ -202,14 +212,57 @@ fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> E
             return ExitCode::from(2);
         }
     };
-    let told = |s: &shared::Stored| {
+    let told = |listening: usize| {
         format!(
-            "{} replica(s) notified now, the others apply it when they next read Redis \
-             (on reconnecting, and every {} s by default)",
-            s.listening,
-            shared::DEFAULT_REVOCATION_RESYNC.as_secs()
+            "{listening} subscriber(s) received it (one per running replica); a replica not \
+             subscribed now applies it when it next reads Redis (within a second once \
+             connected)"
         )
     };
+    if let Some(path) = file {
+        let text = if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(&path)
+        };
+        let text = match text {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("appauth-server revoke: error: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        return match shared::change_many(&config, &text, remove) {
+            Ok(s) => {
+                let verb = if remove { "lifted" } else { "stored" };
+                let unchanged = if remove {
+                    "were not in Redis"
+                } else {
+                    "already were"
+                };
+                println!(
+                    "{verb} {} rule(s) from {} in one round trip ({} {unchanged}); {}",
+                    s.changed,
+                    path.display(),
+                    s.rules - s.changed,
+                    told(s.listening)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e @ shared::SharedError::BadLine(_)) => {
+                eprintln!(
+                    "appauth-server revoke: error: {}: {e} (nothing was stored)",
+                    path.display()
+                );
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("appauth-server revoke: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match (rule, list) {
         (_, true) => shared::list_revocations(&config).map(|lines| {
             for line in &lines {
@@ -219,19 +272,19 @@ fn revoke(rule: Option<String>, remove: bool, list: bool, redis: RedisArgs) -> E
         }),
         (Some(rule), false) if remove => shared::lift_revocation(&config, &rule).map(|s| {
             if s.changed {
-                println!("lifted '{}'; {}", s.rule, told(&s));
+                println!("lifted '{}'; {}", s.rule, told(s.listening));
             } else {
                 eprintln!(
                     "warning: '{}' was not among the rules in Redis (revoke --list shows them); \
                      replicas still holding it were told to drop it: {}",
                     s.rule,
-                    told(&s)
+                    told(s.listening)
                 );
             }
         }),
         (Some(rule), false) => shared::store_revocation(&config, &rule).map(|s| {
             let already = if s.changed { "" } else { " (it already was)" };
-            println!("stored '{}'{already}; {}", s.rule, told(&s));
+            println!("stored '{}'{already}; {}", s.rule, told(s.listening));
         }),
         (None, false) => unreachable!("clap requires a rule or --list"),
     };
@@ -248,12 +301,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Revoke {
         rule,
+        file,
         remove,
         list,
         redis,
     }) = args.command
     {
-        return revoke(rule, remove, list, redis);
+        return revoke(rule, file, remove, list, redis);
     }
     let Some(keys_dir) = args.keys_dir else {
         eprintln!("appauth-server: error: --keys-dir (or APPAUTH_KEYS_DIR) is required");

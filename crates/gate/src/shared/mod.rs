@@ -24,7 +24,8 @@ use crate::metrics::{Metrics, ModeLabels};
 
 pub use limiter::{LUA_TAKE, Verdict};
 pub use revocations::{
-    DEFAULT_REVOCATION_RESYNC, Stored, lift_revocation, list_revocations, store_revocation,
+    DEFAULT_REVOCATION_RESYNC, Stored, StoredMany, change_many, lift_revocation, list_revocations,
+    store_revocation,
 };
 
 /// Default key prefix in Redis: `<prefix>:rate:<appId>`, `<prefix>:revocations`
@@ -273,8 +274,8 @@ pub struct Shared {
     trouble: Arc<tokio::sync::Notify>,
     pub(crate) limiter: limiter::GlobalLimiter,
     pub(crate) revocations: revocations::SharedRevocations,
-    /// Ends the runtime's thread when the last handle goes.
-    _stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Ends the runtimes' threads when the last handle goes.
+    _stop: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -305,22 +306,11 @@ impl Shared {
                  revoked in Redis is accepted"
             );
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(SharedError::Thread)?;
-        let handle = runtime.handle().clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // The runtime is dropped on its own thread: dropping it inside
-        // another runtime (an actix worker) would panic.
-        std::thread::Builder::new()
-            .name("appauth-redis".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stop_rx.await;
-                });
-            })
-            .map_err(SharedError::Thread)?;
+        // Two threads, each with its own small runtime: the limiter's
+        // refills never wait behind the revocation follower, which may have
+        // a burst of thousands of changes to apply.
+        let (handle, stop_limits) = runtime_thread("appauth-redis")?;
+        let (revocations_runtime, stop_revocations) = runtime_thread("appauth-redis-rev")?;
         for mode in ["global", "fallback"] {
             metrics
                 .shared_state_mode
@@ -339,7 +329,7 @@ impl Shared {
             global: AtomicBool::new(false),
             metrics,
             trouble: Arc::new(tokio::sync::Notify::new()),
-            _stop: Mutex::new(Some(stop_tx)),
+            _stop: Mutex::new(vec![stop_limits, stop_revocations]),
         });
         shared.show_mode(false);
         tracing::warn!(
@@ -351,7 +341,7 @@ impl Shared {
         shared
             .runtime
             .spawn(supervise(weak.clone(), endpoint.clone()));
-        shared.runtime.spawn(revocations::follow(weak, endpoint));
+        revocations_runtime.spawn(revocations::follow(weak, endpoint));
         Ok(shared)
     }
 
@@ -606,10 +596,33 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(stop) = self._stop.lock().take() {
+        for stop in self._stop.lock().drain(..) {
             let _ = stop.send(());
         }
     }
+}
+
+/// A current-thread runtime on a thread of its own, named `name`, running
+/// until the sender is used or dropped. The runtime is dropped on its own
+/// thread: dropping it inside another runtime (an actix worker) would panic.
+fn runtime_thread(
+    name: &str,
+) -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), SharedError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SharedError::Thread)?;
+    let handle = runtime.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = stop_rx.await;
+            });
+        })
+        .map_err(SharedError::Thread)?;
+    Ok((handle, stop_tx))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use parking_lot::Mutex;
 
 use super::{RedisConfig, Shared, SharedError, redacted};
@@ -36,35 +36,49 @@ use crate::revocation::{RevocationList, Rule};
 /// subscription died without notice or a rule was changed by hand.
 pub const DEFAULT_REVOCATION_RESYNC: Duration = Duration::from_secs(30);
 
-/// Records one change and announces it, atomically.
-/// `KEYS`: rules, lifted, generation; `ARGV`: `revoke` or `lift`, the rule,
-/// and for a lift the rule as releases before the typed `Rule` spelled it
-/// (times as typed), which is removed too.
-/// Returns `{changed (0 or 1), replicas listening}`.
+/// Most rules one change script stores: a batch is several scripts in one
+/// pipeline, each short enough that Redis answers others in between.
+const CHANGE_CHUNK: usize = 200;
+
+/// Most messages applied with one copy of the list.
+const MAX_BATCH: usize = 10_000;
+
+/// Records changes and announces each, atomically, in one round trip.
+/// `KEYS`: rules, lifted, generation; `ARGV`: `revoke` or `lift`, then for
+/// each rule two values: the rule, and the rule as releases before the typed
+/// `Rule` spelled it (times as typed), which a lift removes too. Each rule
+/// gets its own version and its own message, so a receiver applies every one.
+/// Returns `{rules changed, replicas listening}`.
 const LUA_CHANGE: &str = r"
 local t = redis.call('TIME')
 redis.call('HSETNX', KEYS[3], 'id', t[1] .. '.' .. t[2])
 local id = redis.call('HGET', KEYS[3], 'id')
-local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-local changed
-if ARGV[1] == 'revoke' then
-  changed = redis.call('SADD', KEYS[1], ARGV[2])
-  redis.call('SREM', KEYS[2], ARGV[2])
-else
-  changed = redis.call('SREM', KEYS[1], ARGV[2])
-  if ARGV[3] and ARGV[3] ~= ARGV[2] then
-    changed = math.min(1, changed + redis.call('SREM', KEYS[1], ARGV[3]))
+local changed, listening = 0, 0
+for i = 2, #ARGV - 1, 2 do
+  local rule, legacy = ARGV[i], ARGV[i + 1]
+  local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
+  if ARGV[1] == 'revoke' then
+    changed = changed + redis.call('SADD', KEYS[1], rule)
+    redis.call('SREM', KEYS[2], rule)
+  else
+    local gone = redis.call('SREM', KEYS[1], rule)
+    if legacy ~= rule then
+      gone = math.min(1, gone + redis.call('SREM', KEYS[1], legacy))
+    end
+    changed = changed + gone
+    redis.call('SADD', KEYS[2], rule)
   end
-  redis.call('SADD', KEYS[2], ARGV[2])
+  listening = redis.call('PUBLISH', KEYS[1], ARGV[1] .. ' ' .. id .. ' ' .. version .. ' ' .. rule)
 end
 redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
-local listening = redis.call('PUBLISH', KEYS[1], ARGV[1] .. ' ' .. id .. ' ' .. version .. ' ' .. ARGV[2])
 return {changed, listening}
 ";
 
 /// A replica's read of the whole set.
 /// `KEYS`: rules, lifted, generation; `ARGV`: the generation id the replica
 /// saw (empty if none), the version it saw, then every rule it holds.
+/// Each rule put back gets its own version and message, so every other
+/// replica applies each one at once.
 /// Returns `{id, version, rules in force, rules put back}`.
 const LUA_SYNC: &str = r"
 local id = redis.call('HGET', KEYS[3], 'id')
@@ -84,11 +98,9 @@ for i = 3, #ARGV do
     restored[#restored + 1] = ARGV[i]
   end
 end
-if #restored > 0 then
+for _, rule in ipairs(restored) do
   version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-  for _, rule in ipairs(restored) do
-    redis.call('PUBLISH', KEYS[1], 'revoke ' .. id .. ' ' .. version .. ' ' .. rule)
-  end
+  redis.call('PUBLISH', KEYS[1], 'revoke ' .. id .. ' ' .. version .. ' ' .. rule)
 end
 redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
 return {id, version, redis.call('SMEMBERS', KEYS[1]), restored}
@@ -239,51 +251,87 @@ impl SharedRevocations {
     /// Applies one message; `None` when it needs no action, and
     /// `Some(true)` beside the change when it came from a generation this
     /// replica has not read (Redis lost its data): read the set now.
+    #[cfg(test)]
     fn apply(&self, message: &str) -> Option<(Change, bool)> {
-        let mut parts = message.splitn(4, ' ');
-        let (verb, id, version, rule) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let version: u64 = version.parse().ok()?;
-        let revoke = match verb {
-            "revoke" => true,
-            "lift" => false,
-            _ => return None,
-        };
-        let rule = usable(rule)?;
+        let (change, foreign, acted) = self.apply_batch([message]);
+        acted.then_some((change, foreign))
+    }
+
+    /// Applies messages in order, publishing the list in force once for all
+    /// of them: a burst of thousands of changes costs one copy of the list,
+    /// not one per change. Says what changed, whether any came from a
+    /// generation this replica has not read (read the set now), and whether
+    /// any needed action.
+    fn apply_batch<'a>(&self, messages: impl IntoIterator<Item = &'a str>) -> (Change, bool, bool) {
         let mut known = self.known.lock();
-        let followed = !known.followed.is_empty() && id == known.followed;
-        let foreign = id != known.id && !followed;
-        if followed {
-            // The generation of a read-only Redis this replica follows:
-            // already part of the last read, or newer; no read is needed.
-            if version <= known.followed_version {
-                return None;
-            }
-            known.followed_version = version;
-        } else if !foreign {
-            if version <= known.version {
-                // Already part of the last read.
-                return None;
-            }
-            known.version = version;
-        }
+        let mut list: Option<RevocationList> = None;
         let mut change = Change::default();
-        // One rule changes one entry of a copy of the list: no rule is
-        // parsed again.
-        let mut list = RevocationList::clone(&self.list.load());
-        if revoke {
-            if known.rules.insert(rule.clone()) {
-                list.insert(rule.clone());
-                change.added.push(rule);
+        let (mut foreign_any, mut acted) = (false, false);
+        for message in messages {
+            let Some((revoke, id, version, rule)) = parse_message(message) else {
+                continue;
+            };
+            let followed = !known.followed.is_empty() && id == known.followed;
+            let foreign = id != known.id && !followed;
+            if followed {
+                // The generation of a read-only Redis this replica follows:
+                // already part of the last read, or newer; no read is needed.
+                if version <= known.followed_version {
+                    continue;
+                }
+                known.followed_version = version;
+            } else if !foreign {
+                if version <= known.version {
+                    // Already part of the last read.
+                    continue;
+                }
+                known.version = version;
             }
-        } else if known.rules.remove(&rule) {
-            list.remove(&rule);
-            change.lifted.push(rule);
+            acted = true;
+            foreign_any |= foreign;
+            // One rule changes one entry of the list: no rule is parsed again.
+            if revoke {
+                if known.rules.insert(rule.clone()) {
+                    list.get_or_insert_with(|| RevocationList::clone(&self.list.load()))
+                        .insert(rule.clone());
+                    change.added.push(rule);
+                }
+            } else if known.rules.remove(&rule) {
+                list.get_or_insert_with(|| RevocationList::clone(&self.list.load()))
+                    .remove(&rule);
+                change.lifted.push(rule);
+            }
         }
-        if !change.added.is_empty() || !change.lifted.is_empty() {
+        if let Some(list) = list {
             self.list.store(Arc::new(list));
         }
-        Some((change, foreign))
+        (change, foreign_any, acted)
+    }
+
+    /// Whether a cheap look at the generation (id, version, the count the
+    /// last change left, and the set's size) shows this replica in step.
+    /// `behind_at` is the version Redis showed at the last look if this
+    /// replica was behind it then: still behind the same version a second
+    /// later means a message was lost, not that it is on its way.
+    fn in_step(&self, look: &Look, behind_at: &mut Option<u64>) -> bool {
+        let known = self.known.lock();
+        let (id, version) =
+            if !known.followed.is_empty() && look.id.as_deref() == Some(&known.followed) {
+                (known.followed.as_str(), known.followed_version)
+            } else {
+                (known.id.as_str(), known.version)
+            };
+        if look.id.as_deref() != Some(id) || look.count != look.size || look.version < version {
+            *behind_at = None;
+            return false;
+        }
+        if look.version == version {
+            *behind_at = None;
+            return true;
+        }
+        let lost = *behind_at == Some(look.version);
+        *behind_at = Some(look.version);
+        !lost
     }
 
     fn sync_args(&self) -> (String, u64, Vec<String>) {
@@ -294,6 +342,53 @@ impl SharedRevocations {
             known.rules.iter().map(Rule::to_string).collect(),
         )
     }
+}
+
+/// A message's parts: revoke (or lift), generation id, version, rule.
+fn parse_message(message: &str) -> Option<(bool, &str, u64, Rule)> {
+    let mut parts = message.splitn(4, ' ');
+    let (verb, id, version, rule) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let version: u64 = version.parse().ok()?;
+    let revoke = match verb {
+        "revoke" => true,
+        "lift" => false,
+        _ => return None,
+    };
+    Some((revoke, id, version, usable(rule)?))
+}
+
+/// The generation at a glance, without the rules.
+#[derive(Debug)]
+struct Look {
+    id: Option<String>,
+    version: u64,
+    count: u64,
+    size: u64,
+}
+
+/// How often a follower looks at the generation (four fields, no rules):
+/// what notices within a second a Redis flushed, restarted empty, edited by
+/// hand or a message lost, where the whole set is read only every resync.
+const GENERATION_LOOK: Duration = Duration::from_secs(1);
+
+async fn look(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+) -> redis::RedisResult<Look> {
+    let (id, version, count, size): (Option<String>, Option<u64>, Option<u64>, u64) = redis::pipe()
+        .atomic()
+        .hget(&keys.generation, "id")
+        .hget(&keys.generation, "version")
+        .hget(&keys.generation, "rules")
+        .scard(&keys.rules)
+        .query_async(conn)
+        .await?;
+    Ok(Look {
+        id,
+        version: version.unwrap_or(0),
+        count: count.unwrap_or(0),
+        size,
+    })
 }
 
 /// Reads the generation and the set, with read commands only (MULTI/EXEC, so
@@ -368,16 +463,42 @@ pub(crate) async fn follow(
         // the whole set is read again now and then, and a failed read means
         // the link is gone, so it is rebuilt.
         let mut resync = tokio::time::interval(resync_every);
+        let mut glance = tokio::time::interval(GENERATION_LOOK);
+        glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut behind_at = None;
         let mut first = true;
         loop {
             tokio::select! {
                 msg = messages.next() => {
                     let Some(msg) = msg else { break };
+                    // Everything already arrived is applied together.
+                    let mut texts: Vec<String> = msg.get_payload().into_iter().collect();
+                    let mut ended = false;
+                    while texts.len() < MAX_BATCH {
+                        match messages.next().now_or_never() {
+                            Some(Some(more)) => texts.extend(more.get_payload::<String>().ok()),
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     let Some(this) = shared.upgrade() else { return };
-                    let Ok(text) = msg.get_payload::<String>() else { continue };
-                    let Some((change, foreign)) = this.revocations.apply(&text) else { continue };
+                    let (change, foreign, _) = this.revocations.apply_batch(texts.iter().map(String::as_str));
                     this.report(&change, "received from Redis");
                     if foreign {
+                        resync.reset_immediately();
+                    }
+                    if ended {
+                        break;
+                    }
+                }
+                _ = glance.tick(), if !first => {
+                    let Some(this) = shared.upgrade() else { return };
+                    let keys = &this.revocations.keys;
+                    let Ok(Ok(look)) = tokio::time::timeout(timeout, look(&mut conn, keys)).await else { break };
+                    if !this.revocations.in_step(&look, &mut behind_at) {
                         resync.reset_immediately();
                     }
                 }
@@ -454,13 +575,29 @@ pub(crate) async fn follow(
 }
 
 impl Shared {
-    /// Logs a change of the rules from Redis and updates the gauge.
+    /// Logs a change of the rules from Redis, in one line for the rules
+    /// added and one for those lifted (naming at most a few), and updates
+    /// the gauge: a burst of thousands is two lines, not thousands.
     fn report(&self, change: &Change, how: &str) {
-        for rule in &change.added {
-            tracing::info!(%rule, "revocation {how}");
+        const NAMED: usize = 5;
+        let named = |rules: &[Rule]| {
+            let mut s: Vec<String> = rules.iter().take(NAMED).map(Rule::to_string).collect();
+            if rules.len() > NAMED {
+                s.push(format!("and {} more", rules.len() - NAMED));
+            }
+            s.join(", ")
+        };
+        match change.added.len() {
+            0 => {}
+            1 => tracing::info!(rule = %change.added[0], "revocation {how}"),
+            n => tracing::info!(count = n, rules = %named(&change.added), "revocations {how}"),
         }
-        for rule in &change.lifted {
-            tracing::warn!(%rule, "revocation lifted: {how}");
+        match change.lifted.len() {
+            0 => {}
+            1 => tracing::warn!(rule = %change.lifted[0], "revocation lifted: {how}"),
+            n => {
+                tracing::warn!(count = n, rules = %named(&change.lifted), "revocations lifted: {how}")
+            }
         }
         self.metrics
             .shared_revocation_rules
@@ -484,18 +621,58 @@ pub struct Stored {
 /// Stores `rule` (the revocation file's format) in the Redis of `config`
 /// and notifies every replica.
 pub fn store_revocation(config: &RedisConfig, rule: &str) -> Result<Stored, SharedError> {
-    change(config, "revoke", rule)
+    change_one(config, "revoke", rule)
 }
 
 /// Lifts `rule` from Redis's revocations and notifies every replica. A rule
 /// a replica also has in its revocation file stays in force there.
 pub fn lift_revocation(config: &RedisConfig, rule: &str) -> Result<Stored, SharedError> {
-    change(config, "lift", rule)
+    change_one(config, "lift", rule)
 }
 
-fn change(config: &RedisConfig, verb: &str, rule: &str) -> Result<Stored, SharedError> {
-    let typed: Rule = rule.parse().map_err(SharedError::BadLine)?;
-    // How releases before the typed rule stored it: its words as typed.
+/// What storing or lifting many rules at once did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMany {
+    /// Rules sent.
+    pub rules: usize,
+    /// Rules Redis did not already hold (revoke) or held (lift).
+    pub changed: usize,
+    /// How many replicas were listening when the last change was announced;
+    /// the others converge when they next read the set.
+    pub listening: usize,
+}
+
+/// Stores every rule of `lines` (the revocation file's format: one rule a
+/// line, `#` comments and blank lines skipped) in one round trip, or lifts
+/// them with `lift`. Every line is checked first: one that does not parse
+/// stores nothing, and the error names its line.
+pub fn change_many(
+    config: &RedisConfig,
+    lines: &str,
+    lift: bool,
+) -> Result<StoredMany, SharedError> {
+    let mut rules = Vec::new();
+    for (n, line) in lines.lines().enumerate() {
+        let text = line.split('#').next().unwrap_or("").trim();
+        if text.is_empty() {
+            continue;
+        }
+        let (rule, legacy) =
+            spellings(line).map_err(|e| SharedError::BadLine(format!("line {}: {e}", n + 1)))?;
+        rules.push((rule, legacy));
+    }
+    let (changed, listening) = change(config, if lift { "lift" } else { "revoke" }, &rules)?;
+    Ok(StoredMany {
+        rules: rules.len(),
+        changed,
+        listening,
+    })
+}
+
+/// A rule's one spelling, and its words as typed (how releases before the
+/// typed rule stored it).
+fn spellings(rule: &str) -> Result<(String, String), String> {
+    let typed: Rule = rule.parse()?;
     let legacy = rule
         .split('#')
         .next()
@@ -503,25 +680,62 @@ fn change(config: &RedisConfig, verb: &str, rule: &str) -> Result<Stored, Shared
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let rule = typed.to_string();
-    let mut conn = sync_connection(config)?;
-    let script = redis::Script::new(LUA_CHANGE);
-    let mut call = Keys::new(&config.prefix).script(&script);
-    call.arg(verb).arg(&rule);
-    if verb == "lift" {
-        call.arg(&legacy);
-    }
-    let (changed, listening): (i64, usize) =
-        call.invoke(&mut conn)
-            .map_err(|source| SharedError::Command {
-                url: redacted(&config.url),
-                source,
-            })?;
+    Ok((typed.to_string(), legacy))
+}
+
+fn change_one(config: &RedisConfig, verb: &str, rule: &str) -> Result<Stored, SharedError> {
+    let (rule, legacy) = spellings(rule).map_err(SharedError::BadLine)?;
+    let (changed, listening) = change(config, verb, &[(rule.clone(), legacy)])?;
     Ok(Stored {
         rule,
         changed: changed == 1,
         listening,
     })
+}
+
+fn change(
+    config: &RedisConfig,
+    verb: &str,
+    rules: &[(String, String)],
+) -> Result<(usize, usize), SharedError> {
+    if rules.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut conn = sync_connection(config)?;
+    let script = redis::Script::new(LUA_CHANGE);
+    let keys = Keys::new(&config.prefix);
+    let failed = |source| SharedError::Command {
+        url: redacted(&config.url),
+        source,
+    };
+    // Loaded once, then one pipeline of scripts of at most CHANGE_CHUNK
+    // rules each: one round trip, and Redis serves other clients (the
+    // replicas' rate limits) between two scripts instead of stalling for
+    // the whole batch.
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(LUA_CHANGE)
+        .query(&mut conn)
+        .map_err(failed)?;
+    debug_assert_eq!(sha, script.get_hash());
+    let mut pipe = redis::pipe();
+    for chunk in rules.chunks(CHANGE_CHUNK) {
+        let call = pipe
+            .cmd("EVALSHA")
+            .arg(&sha)
+            .arg(3)
+            .arg(&keys.rules)
+            .arg(&keys.lifted)
+            .arg(&keys.generation)
+            .arg(verb);
+        for (rule, legacy) in chunk {
+            call.arg(rule).arg(legacy);
+        }
+    }
+    let replies: Vec<(usize, usize)> = pipe.query(&mut conn).map_err(failed)?;
+    let changed = replies.iter().map(|(c, _)| c).sum();
+    let listening = replies.last().map_or(0, |(_, l)| *l);
+    Ok((changed, listening))
 }
 
 /// The revocation rules stored in Redis, sorted.

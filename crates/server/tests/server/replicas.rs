@@ -263,7 +263,7 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     assert!(out.status.success(), "{out:?}");
     // Success on stdout, for scripts; stderr stays empty.
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("3 replica(s) notified"), "{said}");
+    assert!(said.contains("3 subscriber(s) received it"), "{said}");
     assert!(out.stderr.is_empty(), "{out:?}");
     let took = all_answer(&urls, &revoked, 401, Duration::from_secs(1)).await;
     eprintln!("revocation seen by all 3 replicas in {took:?}");
@@ -282,7 +282,7 @@ async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("lifted") && said.contains("3 replica(s) notified"),
+        said.contains("lifted") && said.contains("3 subscriber(s) received it"),
         "{said}"
     );
     let took = all_answer(&urls, &revoked, 200, Duration::from_secs(1)).await;
@@ -557,7 +557,7 @@ async fn replicas_and_the_revoke_command_reach_redis_over_tls() {
     );
     let out = revoke_with(&tls_args, &["jti t-1"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 replica(s) notified"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 subscriber(s) received it"));
     let token = forge(
         &app_key,
         &json!({ "appId": "svc", "iat": now(), "exp": now() + 300, "jti": "t-1" }),
@@ -730,7 +730,7 @@ async fn the_documented_acl_user_is_enough() {
     // A revocation through the command, as the same user.
     let out = revoke_with(&["--redis-url", &url], &["jti t-2"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 replica(s) notified"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 subscriber(s) received it"));
     let listed = revoke_with(&["--redis-url", &url], &["--list"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "jti t-2");
     let denied = redis
@@ -794,4 +794,204 @@ async fn a_redis_that_answers_but_refuses_writes_is_an_outage() {
             .contains("OK")
     );
     assert!(in_mode(&server, GLOBAL, Duration::from_secs(8)).await);
+}
+
+/// `revoke --file` with `n` rules `jti <prefix>-<i>`; its stdout.
+fn revoke_file(redis: &Redis, dir: &std::path::Path, prefix: &str, n: usize) -> String {
+    let path = dir.join(format!("{prefix}.txt"));
+    let text: String = (0..n).map(|i| format!("jti {prefix}-{i}\n")).collect();
+    fs::write(&path, text).unwrap();
+    let out = revoke(redis, &["--file", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn jti_token(key: &appauth_core::PrivateKey, app: &str, jti: &str) -> String {
+    forge(
+        key,
+        &json!({ "appId": app, "iat": now(), "exp": now() + 300, "jti": jti }),
+    )
+}
+
+/// Finding 2: a burst of revocations stalled every replica (the next revoke
+/// took 4.2 s after 5,000), and a 100/s limit driven meanwhile admitted
+/// 2,375-3,201 requests in 10 s. Now: 5,000 rules in one `revoke --file`,
+/// then one more revoke, reaches both replicas within 1 s, and the limit
+/// driven through both during the burst admits at most 1.2x one limiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_revocations_stalls_neither_revokes_nor_limits() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let key = add_app(&keys, "svc");
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        "[default]\nallow = [\"GET /users\"]\nrate = \"100/s\"\n",
+    )
+    .unwrap();
+    let url = redis.url();
+    let args = ["--policy", policy.to_str().unwrap(), "--redis-url", &url];
+    let replicas = [Server::start(&keys, &args), Server::start(&keys, &args)];
+    assert!(all_in_mode(&replicas, GLOBAL, Duration::from_secs(5)).await);
+    let urls: Vec<String> = replicas.iter().map(|s| s.url.clone()).collect();
+    let valid = jti_token(&key, "svc", "valid");
+
+    let driving = {
+        let (urls, valid) = (urls.clone(), valid.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let counts = drive(&urls, &valid, 3.0).await;
+            (counts, started.elapsed().as_secs_f64())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let said = revoke_file(&redis, dir.path(), "burst", 5000);
+    assert!(
+        said.contains("stored 5000 rule(s)") && said.contains("2 subscriber(s) received it"),
+        "{said}"
+    );
+    let last = jti_token(&key, "svc", "last");
+    let out = revoke(&redis, &["jti last"]);
+    assert!(out.status.success());
+    let took = all_answer(&urls, &last, 401, Duration::from_secs(5)).await;
+    eprintln!("one revoke after a burst of 5,000 refused by both replicas in {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    let (counts, secs) = driving.await.unwrap();
+    let one_limiter = 100.0 + 100.0 * secs;
+    eprintln!(
+        "100/s during the burst: {counts:?} over {secs:.2} s; one limiter admits {one_limiter:.0}"
+    );
+    assert!(counts.other.is_empty(), "{:?}", counts.other);
+    assert!(
+        f64::from(counts.ok) <= 1.2 * one_limiter,
+        "{} > 1.2 x {one_limiter:.0}",
+        counts.ok
+    );
+    // Every rule of the burst is in force, and logged as a summary.
+    for s in &replicas {
+        assert_eq!(
+            status_with(&s.url, "/users", &jti_token(&key, "svc", "burst-4999")).await,
+            401
+        );
+        let logs = s.logs();
+        let lines = logs.lines().filter(|l| l.contains("burst-")).count();
+        assert!(lines < 50, "{lines} log lines for 5,000 rules");
+    }
+}
+
+/// `revoke --file` checks every line first: a bad one stores nothing and
+/// names its line.
+#[test]
+fn revoke_file_stores_nothing_when_a_line_is_bad() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.txt");
+    fs::write(&path, "# incident 42\njti a\n\nkid\njti b\n").unwrap();
+    let out = revoke(&redis, &["--file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4") && err.contains("nothing was stored"),
+        "{err}"
+    );
+    assert!(
+        redis
+            .command(&["SCARD", "appauth:revocations"])
+            .unwrap()
+            .contains(":0")
+    );
+    fs::write(&path, "# incident 42\njti a  # leaked\n\njti b\n").unwrap();
+    let out = revoke(&redis, &["--file", path.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("stored 2 rule(s)") && said.contains("(0 already were)"),
+        "{said}"
+    );
+    let out = revoke(&redis, &["--remove", "--file", path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lifted 2 rule(s)"));
+    assert!(
+        redis
+            .command(&["SCARD", "appauth:revocations"])
+            .unwrap()
+            .contains(":0")
+    );
+}
+
+/// Finding 3: a replica started while Redis was empty accepted restored
+/// rules until its own resync (the write-back published them all under one
+/// version, and a receiver applied only the first), and Redis stayed empty
+/// for 28 s after a FLUSHALL. Now the replica that holds the rules sees the
+/// flush within a second, puts them back with a version each, and the new
+/// replica refuses every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_flushall_a_replica_started_in_the_empty_window_refuses_every_restored_rule() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let key = add_app(&keys, "svc");
+    let url = redis.url();
+    let args = ["--redis-url", &url];
+    let holder = Server::start(&keys, &args);
+    assert!(in_mode(&holder, GLOBAL, Duration::from_secs(5)).await);
+    revoke_file(&redis, dir.path(), "kept", 50);
+    let tokens: Vec<String> = (0..50)
+        .map(|i| jti_token(&key, "svc", &format!("kept-{i}")))
+        .collect();
+    all_answer(
+        std::slice::from_ref(&holder.url),
+        &tokens[49],
+        401,
+        Duration::from_secs(2),
+    )
+    .await;
+
+    assert!(redis.command(&["FLUSHALL"]).unwrap().contains("OK"));
+    let flushed = Instant::now();
+    let fresh = Server::start(&keys, &args);
+    let started = flushed.elapsed();
+    let restored = eventually_sync(Duration::from_secs(5), || {
+        redis
+            .command(&["SCARD", "appauth:revocations"])
+            .is_some_and(|r| r.contains(":50"))
+    });
+    let restored = restored.expect("the rules were never put back in Redis");
+    eprintln!(
+        "Redis flushed: the fresh replica up after {started:?}, rules back in Redis after {restored:?}"
+    );
+    assert!(restored < Duration::from_millis(2500), "{restored:?}");
+    // The restore's last rule is its last message: once it is refused,
+    // every rule must be.
+    let took = all_answer(
+        std::slice::from_ref(&fresh.url),
+        &tokens[49],
+        401,
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!(
+        "the fresh replica refuses the last restored rule {took:?} after the restore was seen"
+    );
+    for (i, t) in tokens.iter().enumerate() {
+        assert_eq!(status_with(&fresh.url, "/users", t).await, 401, "kept-{i}");
+        assert_eq!(status_with(&holder.url, "/users", t).await, 401, "kept-{i}");
+    }
+}
+
+fn eventually_sync(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
