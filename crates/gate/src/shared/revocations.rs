@@ -9,9 +9,11 @@
 //! publishes `<revoke|lift> <id> <version> <rule>` on the channel
 //! `<prefix>:revocations`.
 //!
-//! Each replica subscribes, and reads the whole set when it starts, after
-//! every reconnect and every [`DEFAULT_REVOCATION_RESYNC`]. The generation
-//! decides what a read means:
+//! Each replica subscribes, and reads the whole set (in pages) when it
+//! starts and after every reconnect. Every second, and every
+//! [`DEFAULT_REVOCATION_RESYNC`], it looks at the generation alone and reads
+//! the set again only when that does not match what it holds. The
+//! generation decides what a read means:
 //! - the id the replica saw, at a version no older than it saw, with as many
 //!   rules as the last change left: Redis's set is the truth, and a rule
 //!   missing from it was lifted;
@@ -32,8 +34,9 @@ use parking_lot::Mutex;
 use super::{RedisConfig, Shared, SharedError, redacted};
 use crate::revocation::{RevocationList, Rule};
 
-/// How often a replica reads the whole set again by default, in case its
-/// subscription died without notice or a rule was changed by hand.
+/// How often a replica compares Redis's generation with what it holds by
+/// default (reading the set on a mismatch), besides its look every second,
+/// in case its subscription died without notice.
 pub const DEFAULT_REVOCATION_RESYNC: Duration = Duration::from_secs(30);
 
 /// Most rules one change script stores: a batch is several scripts in one
@@ -74,37 +77,34 @@ redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
 return {changed, listening}
 ";
 
-/// A replica's read of the whole set.
-/// `KEYS`: rules, lifted, generation; `ARGV`: the generation id the replica
-/// saw (empty if none), the version it saw, then every rule it holds.
-/// Each rule put back gets its own version and message, so every other
-/// replica applies each one at once.
-/// Returns `{id, version, rules in force, rules put back}`.
-const LUA_SYNC: &str = r"
+/// Puts back rules Redis lost (a chunk of what a replica holds).
+/// `KEYS`: rules, lifted, generation; `ARGV`: the rules. A rule lifted since
+/// Redis last lost its data stays lifted. Each rule put back gets its own
+/// version and message, so every other replica applies each one at once.
+/// Creates the generation's id if Redis has none.
+/// Returns `{id, rules put back}`.
+const LUA_RESTORE: &str = r"
 local id = redis.call('HGET', KEYS[3], 'id')
-local version = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
-local count = tonumber(redis.call('HGET', KEYS[3], 'rules') or '0')
-if id and id == ARGV[1] and version >= tonumber(ARGV[2]) and count == redis.call('SCARD', KEYS[1]) then
-  return {id, version, redis.call('SMEMBERS', KEYS[1]), {}}
-end
 if not id then
   local t = redis.call('TIME')
   id = t[1] .. '.' .. t[2]
   redis.call('HSET', KEYS[3], 'id', id)
 end
-local restored = {}
-for i = 3, #ARGV do
+local restored = 0
+for i = 1, #ARGV do
   if redis.call('SISMEMBER', KEYS[2], ARGV[i]) == 0 and redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
-    restored[#restored + 1] = ARGV[i]
+    local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
+    redis.call('PUBLISH', KEYS[1], 'revoke ' .. id .. ' ' .. version .. ' ' .. ARGV[i])
+    restored = restored + 1
   end
 end
-for _, rule in ipairs(restored) do
-  version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-  redis.call('PUBLISH', KEYS[1], 'revoke ' .. id .. ' ' .. version .. ' ' .. rule)
-end
 redis.call('HSET', KEYS[3], 'rules', redis.call('SCARD', KEYS[1]))
-return {id, version, redis.call('SMEMBERS', KEYS[1]), restored}
+return {id, restored}
 ";
+
+/// Rules per SSCAN page and per restore script: each command stays well
+/// under the command timeout at any size of the set.
+const PAGE: usize = 1000;
 
 #[derive(Debug, Clone)]
 struct Keys {
@@ -391,27 +391,94 @@ async fn look(
     })
 }
 
-/// Reads the generation and the set, with read commands only (MULTI/EXEC, so
-/// the count and the set are of one moment): a read-only replica answers.
+/// Why a read of the set is not to be used.
+#[derive(Debug)]
+enum ReadFailed {
+    /// A command failed or took longer than the timeout: the link is gone.
+    Link,
+    /// The generation moved while the pages were read: read again soon.
+    Moved,
+}
+
+/// Reads the generation and the set, with read commands only (a read-only
+/// replica answers): the generation, then the set page by page (SSCAN, each
+/// page under `timeout`), then the generation again. A set that changed
+/// meanwhile is not used; the messages carry the change, and the set is
+/// read again shortly.
 async fn read_set(
     conn: &mut redis::aio::MultiplexedConnection,
     keys: &Keys,
-) -> redis::RedisResult<Read> {
-    let (id, version, count, rules): (Option<String>, Option<u64>, Option<u64>, Vec<String>) =
-        redis::pipe()
-            .atomic()
-            .hget(&keys.generation, "id")
-            .hget(&keys.generation, "version")
-            .hget(&keys.generation, "rules")
-            .smembers(&keys.rules)
-            .query_async(conn)
-            .await?;
+    timeout: Duration,
+) -> Result<Read, ReadFailed> {
+    let before = match tokio::time::timeout(timeout, look(conn, keys)).await {
+        Ok(Ok(v)) => v,
+        _ => return Err(ReadFailed::Link),
+    };
+    let mut rules: Vec<String> = Vec::with_capacity(before.size as usize);
+    let mut cursor: u64 = 0;
+    loop {
+        let mut scan = redis::cmd("SSCAN");
+        scan.arg(&keys.rules).arg(cursor).arg("COUNT").arg(PAGE);
+        let page = scan.query_async::<(u64, Vec<String>)>(conn);
+        let (next, page) = match tokio::time::timeout(timeout, page).await {
+            Ok(Ok(v)) => v,
+            _ => return Err(ReadFailed::Link),
+        };
+        rules.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let after = match tokio::time::timeout(timeout, look(conn, keys)).await {
+        Ok(Ok(v)) => v,
+        _ => return Err(ReadFailed::Link),
+    };
+    if after.id != before.id || after.version != before.version {
+        return Err(ReadFailed::Moved);
+    }
+    // SSCAN may return a member twice.
+    rules.sort_unstable();
+    rules.dedup();
     Ok(Read {
-        id,
-        version: version.unwrap_or(0),
-        count: count.unwrap_or(0),
+        id: after.id,
+        version: after.version,
+        count: after.count,
         rules,
     })
+}
+
+/// Puts back `held` in pages; how many rules Redis lacked.
+async fn restore(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    script: &redis::Script,
+    held: &[String],
+    timeout: Duration,
+) -> redis::RedisResult<u64> {
+    let mut restored = 0;
+    // At least one call, so a Redis without a generation gets its id.
+    let pages: Vec<&[String]> = if held.is_empty() {
+        vec![&[]]
+    } else {
+        held.chunks(PAGE).collect()
+    };
+    for page in pages {
+        let mut call = keys.script(script);
+        call.arg(page);
+        let (_, n) =
+            match tokio::time::timeout(timeout, call.invoke_async::<(String, u64)>(conn)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no answer within the command timeout",
+                    )));
+                }
+            };
+        restored += n;
+    }
+    Ok(restored)
 }
 
 /// A rule from Redis, or `None` (logged) if it does not parse.
@@ -432,7 +499,7 @@ pub(crate) async fn follow(
     shared: Weak<Shared>,
     endpoint: std::sync::Arc<super::endpoint::Endpoint>,
 ) {
-    let sync_script = redis::Script::new(LUA_SYNC);
+    let restore_script = redis::Script::new(LUA_RESTORE);
     let mut backoff = super::Backoff::for_endpoint(&endpoint);
     // Why Redis last refused the write-back, said once.
     let mut refused_writes: Option<String> = None;
@@ -466,6 +533,9 @@ pub(crate) async fn follow(
         let mut glance = tokio::time::interval(GENERATION_LOOK);
         glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut behind_at = None;
+        // A read asked for (by a look, a foreign message or a moved set),
+        // rather than the periodic one.
+        let mut read_now = false;
         let mut first = true;
         loop {
             tokio::select! {
@@ -488,6 +558,7 @@ pub(crate) async fn follow(
                     let (change, foreign, _) = this.revocations.apply_batch(texts.iter().map(String::as_str));
                     this.report(&change, "received from Redis");
                     if foreign {
+                        read_now = true;
                         resync.reset_immediately();
                     }
                     if ended {
@@ -499,6 +570,7 @@ pub(crate) async fn follow(
                     let keys = &this.revocations.keys;
                     let Ok(Ok(look)) = tokio::time::timeout(timeout, look(&mut conn, keys)).await else { break };
                     if !this.revocations.in_step(&look, &mut behind_at) {
+                        read_now = true;
                         resync.reset_immediately();
                     }
                 }
@@ -516,27 +588,51 @@ pub(crate) async fn follow(
                     }
                     let Some(this) = shared.upgrade() else { return };
                     let keys = &this.revocations.keys;
-                    let Ok(Ok(read)) = tokio::time::timeout(timeout, read_set(&mut conn, keys)).await else { break };
+                    // The periodic resync compares the generation first, and
+                    // moves rules only when it does not match.
+                    if !first && !std::mem::take(&mut read_now) {
+                        let Ok(Ok(look)) = tokio::time::timeout(timeout, look(&mut conn, keys)).await else { break };
+                        if this.revocations.in_step(&look, &mut None) {
+                            this.metrics.shared_revocations_read(std::time::SystemTime::now());
+                            continue;
+                        }
+                    }
+                    let read = match read_set(&mut conn, keys, timeout).await {
+                        Ok(read) => read,
+                        Err(ReadFailed::Link) => break,
+                        Err(ReadFailed::Moved) => {
+                            read_now = true;
+                            resync.reset_after(Duration::from_millis(200));
+                            continue;
+                        }
+                    };
                     let change = if this.revocations.trusts(&read) {
                         this.revocations.adopt(read.id.unwrap_or_default(), read.version, read.rules)
                     } else {
-                        // Put back what this replica holds, where Redis takes writes.
-                        let (id, version, held) = this.revocations.sync_args();
-                        let mut call = keys.script(&sync_script);
-                        call.arg(&id).arg(version).arg(&held);
-                        let write = call.invoke_async::<(String, u64, Vec<String>, Vec<String>)>(&mut conn);
-                        match tokio::time::timeout(timeout, write).await {
-                            Ok(Ok((id, version, rules, restored))) => {
-                                if !restored.is_empty() {
+                        // Put back what this replica holds, where Redis takes
+                        // writes, then read what Redis holds now.
+                        let (_, _, held) = this.revocations.sync_args();
+                        match restore(&mut conn, keys, &restore_script, &held, timeout).await {
+                            Ok(restored) => {
+                                if restored > 0 {
                                     tracing::warn!(
-                                        rules = restored.len(),
-                                        "Redis had lost revocations this replica holds (restarted empty, restored from an older snapshot, replaced, a key evicted, or a rule removed by hand); put them back"
+                                        rules = restored,
+                                        "Redis had lost revocations this replica holds (restarted empty, flushed, restored from an older snapshot, replaced, a key evicted, or a rule removed by hand); put them back"
                                     );
                                 }
                                 refused_writes = None;
-                                this.revocations.adopt(id, version, rules)
+                                match read_set(&mut conn, keys, timeout).await {
+                                    Ok(now) => this.revocations.adopt(now.id.unwrap_or_default(), now.version, now.rules),
+                                    Err(ReadFailed::Link) => break,
+                                    Err(ReadFailed::Moved) => {
+                                        read_now = true;
+                                        resync.reset_after(Duration::from_millis(200));
+                                        continue;
+                                    }
+                                }
                             }
-                            Ok(Err(e)) => {
+                            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => break,
+                            Err(e) => {
                                 let why = e.to_string();
                                 if refused_writes.as_deref() != Some(why.as_str()) {
                                     tracing::warn!(
@@ -547,7 +643,6 @@ pub(crate) async fn follow(
                                 }
                                 this.revocations.follow_without_lifting(&read)
                             }
-                            Err(_) => break,
                         }
                     };
 
