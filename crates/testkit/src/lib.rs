@@ -280,6 +280,192 @@ fn commands(port: u16, each: &[&[&str]]) -> Vec<String> {
     replies
 }
 
+/// A throwaway Redis Cluster: `masters` primaries with one replica each,
+/// every node a [`Redis`] of its own (cluster mode, 1 s node timeout),
+/// joined with `redis-cli --cluster create`.
+pub struct Cluster {
+    /// Every node, primaries first as `redis-cli` assigned them at creation.
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    /// Starts one and waits until every node says `cluster_state:ok`.
+    pub fn start(masters: usize) -> Cluster {
+        let nodes: Vec<Redis> = (0..masters * 2)
+            .map(|_| {
+                Redis::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    // A replica whose first sync was cut short may still
+                    // fail over, as the test means it to.
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed (with redis-server, from redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Cluster { nodes };
+        assert!(
+            cluster.wait_ok(Duration::from_secs(20)),
+            "the cluster never became ok"
+        );
+        // Every replica in sync, so a failover has a copy to promote.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let synced = cluster.nodes.iter().all(|n| {
+                n.command(&["INFO", "replication"]).is_some_and(|r| {
+                    r.contains("role:master") || r.contains("master_link_status:up")
+                })
+            });
+            if synced {
+                return cluster;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the cluster's replicas never synced");
+    }
+
+    /// Waits until every running node says `cluster_state:ok`.
+    pub fn wait_ok(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
+                n.command(&["CLUSTER", "INFO"])
+                    .is_some_and(|r| r.contains("cluster_state:ok"))
+            });
+            if ok {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// `redis+cluster://` naming two of the nodes.
+    pub fn url(&self) -> String {
+        format!(
+            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            self.nodes[0].port, self.nodes[1].port
+        )
+    }
+
+    /// The node that serves `key` now (as a running node sees it): the one
+    /// that owns its slot as primary.
+    pub fn owner_of(&self, key: &str) -> Option<usize> {
+        let asker = self.nodes.iter().find(|n| n.child.is_some())?;
+        let slot: u16 = asker
+            .command(&["CLUSTER", "KEYSLOT", key])?
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .ok()?;
+        let layout = asker.command(&["CLUSTER", "NODES"])?;
+        for line in layout.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1].split(['@', ':']).nth(1)?.parse().ok()?;
+            let owns = fields[8..].iter().any(|range| {
+                let mut ends = range.split('-');
+                match (ends.next().and_then(|a| a.parse::<u16>().ok()), ends.next()) {
+                    (Some(a), None) => a == slot,
+                    (Some(a), Some(b)) => b.parse::<u16>().is_ok_and(|b| (a..=b).contains(&slot)),
+                    _ => false,
+                }
+            });
+            if owns {
+                return self.nodes.iter().position(|n| n.port == port);
+            }
+        }
+        None
+    }
+
+    /// The slot of `key`.
+    pub fn slot_of(&self, key: &str) -> Option<u16> {
+        let asker = self.nodes.iter().find(|n| n.child.is_some())?;
+        asker
+            .command(&["CLUSTER", "KEYSLOT", key])?
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .ok()
+    }
+
+    /// The first slot of each range `node` owns as primary.
+    pub fn first_slots(&self, node: usize) -> Vec<u16> {
+        let layout = self.nodes[node]
+            .command(&["CLUSTER", "NODES"])
+            .unwrap_or_default();
+        layout
+            .lines()
+            .find(|l| l.contains("myself"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(8)
+                    .filter_map(|r| r.split('-').next()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Moves the first `slots` slots of `from` to `to`, keys included, with
+    /// `redis-cli --cluster reshard`.
+    pub fn reshard(&self, from: usize, to: usize, slots: usize) {
+        let out = Command::new("redis-cli")
+            .args([
+                "--cluster",
+                "reshard",
+                &format!("127.0.0.1:{}", self.nodes[from].port),
+            ])
+            .args([
+                "--cluster-from",
+                &self.id_of(from),
+                "--cluster-to",
+                &self.id_of(to),
+            ])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// A node's cluster id.
+    pub fn id_of(&self, node: usize) -> String {
+        self.nodes[node]
+            .command(&["CLUSTER", "MYID"])
+            .unwrap_or_default()
+            .lines()
+            .find(|l| !l.starts_with('$'))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    }
+}
+
 /// A throwaway Redis Sentinel (`redis-server --sentinel`) on a free loopback
 /// port, watching one primary as service `mymaster` with a 1 s down-after,
 /// killed by PID when dropped. Several started on one primary find each

@@ -1,5 +1,6 @@
-//! Where Redis is: one node (`redis://`, `rediss://`), or the primary that
-//! Sentinel names at this moment (`redis+sentinel://`).
+//! Where Redis is: one node (`redis://`, `rediss://`), the primary that
+//! Sentinel names at this moment (`redis+sentinel://`), or a Redis Cluster
+//! (`redis+cluster://`).
 //!
 //! A Sentinel endpoint is asked again on every (re)connection, never once at
 //! start: after a failover the old primary answers `READONLY` (or nothing),
@@ -8,7 +9,7 @@
 //! redis-rs's.
 
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, RedisResult};
+use redis::{ConnectionAddr, IntoConnectionInfo as _, RedisResult};
 
 /// The default port of a sentinel.
 const SENTINEL_PORT: u16 = 26379;
@@ -20,6 +21,149 @@ pub(crate) enum Endpoint {
     Node(redis::Client),
     /// The current primary of a Sentinel-watched service.
     Sentinel(SentinelSpec),
+    /// A Redis Cluster, reached through any of these nodes.
+    Cluster(ClusterSpec),
+}
+
+/// `redis+cluster://[user[:password]@]host:port[,host:port...]`: nodes to
+/// learn the cluster's layout from (any one that answers is enough).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClusterSpec {
+    pub(crate) nodes: Vec<(String, u16)>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+/// The URL scheme of a Redis Cluster.
+pub(crate) const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// A connection for commands: to one node (kept up by redis-rs's
+/// `ConnectionManager`, or multiplexed), or to a cluster.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One node, reconnected by redis-rs when the link drops.
+    Managed(redis::aio::ConnectionManager),
+    /// One node.
+    Multiplexed(redis::aio::MultiplexedConnection),
+    /// A cluster: each command goes to its slot's primary.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Managed(c) => c.req_packed_command(cmd),
+            Self::Multiplexed(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Managed(c) => c.get_db(),
+            Self::Multiplexed(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl ClusterSpec {
+    /// Parses a `redis+cluster://` URL; the error says what is wrong.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let expected = "expected redis+cluster://[user:password@]host:port[,host:port...]";
+        let rest = url
+            .strip_prefix(CLUSTER_SCHEME)
+            .ok_or_else(|| format!("not a {CLUSTER_SCHEME} URL"))?;
+        let authority = rest.trim_end_matches('/');
+        if authority.contains(['/', '?']) {
+            return Err(format!(
+                "a cluster URL has no path or parameters; {expected}"
+            ));
+        }
+        let (username, password, hosts) = userinfo(authority);
+        let nodes = hosts
+            .split(',')
+            .map(|h| {
+                let (host, port) = h
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("{h:?} has no port; {expected}"))?;
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("{h:?}: the port is not a number; {expected}"))?;
+                if host.is_empty() {
+                    return Err(format!("a node has no host; {expected}"));
+                }
+                Ok((host.to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            nodes,
+            username,
+            password,
+        })
+    }
+
+    fn node_info(&self, host: &str, port: u16) -> redis::ConnectionInfo {
+        let mut redis = redis::RedisConnectionInfo::default();
+        if let Some(user) = &self.username {
+            redis = redis.set_username(user);
+        }
+        if let Some(pass) = &self.password {
+            redis = redis.set_password(pass);
+        }
+        ConnectionAddr::Tcp(host.to_owned(), port)
+            .into_connection_info()
+            .expect("a TCP address is connection info")
+            .set_redis_settings(redis)
+    }
+
+    fn client(&self, timeout: std::time::Duration) -> RedisResult<redis::cluster::ClusterClient> {
+        let nodes: Vec<redis::ConnectionInfo> = self
+            .nodes
+            .iter()
+            .map(|(h, p)| self.node_info(h, *p))
+            .collect();
+        redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .build()
+    }
+}
+
+/// `user:password@hosts` split, percent-decoded.
+fn userinfo(authority: &str) -> (Option<String>, Option<String>, &str) {
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (
+                (!user.is_empty()).then(|| percent_decoded(user)),
+                Some(percent_decoded(pass)),
+            ),
+            None => (Some(percent_decoded(u)), None),
+        },
+    };
+    (username, password, hosts)
 }
 
 /// `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db][?sentinel_username=U&sentinel_password=P]`:
@@ -42,14 +186,14 @@ pub(crate) struct SentinelSpec {
 pub(crate) const SENTINEL_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The URL schemes `--redis-url` takes, for messages.
-pub(crate) const SCHEMES: &str = "redis://, rediss:// or redis+sentinel://";
+pub(crate) const SCHEMES: &str = "redis://, rediss://, redis+sentinel:// or redis+cluster://";
 
 /// Why a URL's scheme is not one appauth can use, if it is not.
 pub(crate) fn unsupported_scheme(url: &str) -> Option<String> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     match scheme {
-        "redis" | "rediss" | "redis+sentinel" => None,
-        "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => {
+        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => None,
+        "rediss+sentinel" | "rediss+cluster" => {
             Some(format!("{scheme}:// is not supported yet; use {SCHEMES}"))
         }
         "" => Some(format!("no scheme; use {SCHEMES}")),
@@ -83,20 +227,7 @@ impl SentinelSpec {
                 }
             }
         }
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(u) => match u.split_once(':') {
-                Some((user, pass)) => (
-                    (!user.is_empty()).then(|| percent_decoded(user)),
-                    Some(percent_decoded(pass)),
-                ),
-                None => (Some(percent_decoded(u)), None),
-            },
-        };
+        let (username, password, hosts) = userinfo(authority);
         let sentinels = hosts
             .split(',')
             .map(|h| {
@@ -164,12 +295,74 @@ impl SentinelSpec {
 
 impl Endpoint {
     /// A client for the node to talk to now: the node, or the primary the
-    /// sentinels name (asked now, and checked to be a primary).
-    pub(crate) async fn client(&self) -> RedisResult<redis::Client> {
+    /// sentinels name (asked now, and checked to be a primary). Not for a
+    /// cluster, which has no one node.
+    async fn client(&self) -> RedisResult<redis::Client> {
         match self {
             Self::Node(client) => Ok(client.clone()),
             Self::Sentinel(spec) => spec.builder()?.build()?.async_get_client().await,
+            Self::Cluster(_) => Err(not_one_node()),
         }
+    }
+
+    /// The connection the limiter keeps, and where it goes (for the log).
+    pub(crate) async fn managed(
+        &self,
+        config: redis::aio::ConnectionManagerConfig,
+        timeout: std::time::Duration,
+    ) -> RedisResult<(Conn, String)> {
+        if let Self::Cluster(spec) = self {
+            let conn = spec.client(timeout)?.get_async_connection().await?;
+            return Ok((
+                Conn::Cluster(conn),
+                format!("cluster of {} seed node(s)", spec.nodes.len()),
+            ));
+        }
+        let client = self.client().await?;
+        let addr = client.get_connection_info().addr().to_string();
+        let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+        Ok((Conn::Managed(conn), addr))
+    }
+
+    /// What the revocation follower needs: a subscription, a connection for
+    /// reads and write-backs, and where they go. In a cluster, a message
+    /// published on any node reaches a subscriber on any node, so the
+    /// subscription is on the first seed node that answers.
+    pub(crate) async fn follower(
+        &self,
+        timeout: std::time::Duration,
+    ) -> RedisResult<(redis::aio::PubSub, Conn, String)> {
+        if let Self::Cluster(spec) = self {
+            let conn = spec.client(timeout)?.get_async_connection().await?;
+            let mut last = None;
+            for (host, port) in &spec.nodes {
+                match redis::Client::open(spec.node_info(host, *port)) {
+                    Ok(client) => match client.get_async_pubsub().await {
+                        Ok(pubsub) => {
+                            return Ok((pubsub, Conn::Cluster(conn), format!("{host}:{port}")));
+                        }
+                        Err(e) => last = Some(e),
+                    },
+                    Err(e) => last = Some(e),
+                }
+            }
+            return Err(last.unwrap_or_else(not_one_node));
+        }
+        let client = self.client().await?;
+        let addr = client.get_connection_info().addr().to_string();
+        let pubsub = client.get_async_pubsub().await?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        Ok((pubsub, Conn::Multiplexed(conn), addr))
+    }
+
+    /// Where the primary is now, for an endpoint whose primary can move.
+    pub(crate) async fn primary(&self) -> RedisResult<String> {
+        Ok(self
+            .client()
+            .await?
+            .get_connection_info()
+            .addr()
+            .to_string())
     }
 
     /// Whether the node behind this endpoint can change while it runs (and
@@ -178,13 +371,31 @@ impl Endpoint {
         matches!(self, Self::Sentinel(_))
     }
 
-    /// As [`Endpoint::client`], blocking (the `revoke` command line).
-    pub(crate) fn client_blocking(&self) -> RedisResult<redis::Client> {
-        match self {
-            Self::Node(client) => Ok(client.clone()),
-            Self::Sentinel(spec) => spec.builder()?.build()?.get_client(),
-        }
+    /// Whether the keys live in a cluster, so every key one script touches
+    /// must share a hash tag.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
     }
+
+    /// A connection for a few commands (the `revoke` command line).
+    pub(crate) async fn commands(&self, timeout: std::time::Duration) -> RedisResult<Conn> {
+        if let Self::Cluster(spec) = self {
+            return Ok(Conn::Cluster(
+                spec.client(timeout)?.get_async_connection().await?,
+            ));
+        }
+        let client = self.client().await?;
+        Ok(Conn::Multiplexed(
+            client.get_multiplexed_async_connection().await?,
+        ))
+    }
+}
+
+fn not_one_node() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::InvalidClientConfig,
+        "a cluster has no one node to connect to",
+    ))
 }
 
 fn percent_decoded(s: &str) -> String {
@@ -271,14 +482,44 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_name_nodes_and_credentials() {
+        let c = ClusterSpec::parse("redis+cluster://app:p%3Aw@n1:7000,10.0.0.2:7001/").unwrap();
+        assert_eq!(
+            c,
+            ClusterSpec {
+                nodes: vec![("n1".into(), 7000), ("10.0.0.2".into(), 7001)],
+                username: Some("app".into()),
+                password: Some("p:w".into()),
+            }
+        );
+        for (bad, why) in [
+            ("redis+cluster://n1", "has no port"),
+            ("redis+cluster://n1:x", "not a number"),
+            ("redis+cluster://n1:7000/0", "no path"),
+            ("redis+cluster://:7000", "no host"),
+        ] {
+            let err = ClusterSpec::parse(bad).unwrap_err();
+            assert!(
+                err.contains(why) && err.contains("expected"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_schemes_name_the_supported_ones() {
-        for ok in ["redis://h", "rediss://h", "redis+sentinel://s/m"] {
+        for ok in [
+            "redis://h",
+            "rediss://h",
+            "redis+sentinel://s/m",
+            "redis+cluster://h:1",
+        ] {
             assert_eq!(unsupported_scheme(ok), None, "{ok}");
         }
         for (bad, why) in [
             ("http://h", "unknown scheme http://"),
             ("h:6379", "no scheme"),
-            ("redis+cluster://h:7000", "not supported yet"),
+            ("rediss+cluster://h:7000", "not supported yet"),
         ] {
             let err = unsupported_scheme(bad).unwrap();
             assert!(err.contains(why) && err.contains(SCHEMES), "{bad}: {err}");

@@ -118,10 +118,7 @@ impl GlobalLimiter {
     /// a Redis that answers PING but refuses the limiter's work (read-only
     /// after a failover, out of memory, an ACL short of a command) counts as
     /// down rather than flapping between modes.
-    pub(crate) async fn probe(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-    ) -> redis::RedisResult<()> {
+    pub(crate) async fn probe(&self, conn: &mut super::endpoint::Conn) -> redis::RedisResult<()> {
         let mut call = self.script.key(format!("{}:probe", self.prefix));
         call.arg(1).arg(1).arg(1_000_000);
         call.invoke_async::<(i64, i64)>(conn).await.map(drop)

@@ -146,6 +146,18 @@ impl RedisConfig {
             let url = redacted(&self.url);
             return Err(SharedError::BadUrl { url, problem });
         }
+        if self.url.starts_with(endpoint::CLUSTER_SCHEME) {
+            let url = redacted(&self.url);
+            if self.tls.ca.is_some() || self.tls.client.is_some() {
+                return Err(SharedError::Tls {
+                    url,
+                    problem: "TLS to a cluster is not supported yet".into(),
+                });
+            }
+            let spec = endpoint::ClusterSpec::parse(&self.url)
+                .map_err(|problem| SharedError::BadUrl { url, problem })?;
+            return Ok(endpoint::Endpoint::Cluster(spec));
+        }
         if self.url.starts_with(endpoint::SENTINEL_SCHEME) {
             let url = redacted(&self.url);
             if self.tls.ca.is_some() || self.tls.client.is_some() {
@@ -267,7 +279,7 @@ pub(crate) fn redacted(url: &str) -> String {
 pub struct Shared {
     config: RedisConfig,
     runtime: tokio::runtime::Handle,
-    conn: arc_swap::ArcSwapOption<redis::aio::ConnectionManager>,
+    conn: arc_swap::ArcSwapOption<endpoint::Conn>,
     global: AtomicBool,
     metrics: Arc<Metrics>,
     /// Wakes the supervisor when a command fails, so it starts probing.
@@ -321,6 +333,7 @@ impl Shared {
             limiter: limiter::GlobalLimiter::new(&config.prefix),
             revocations: revocations::SharedRevocations::new(
                 &config.prefix,
+                endpoint.is_cluster(),
                 config.revocation_resync,
             ),
             config,
@@ -397,7 +410,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+    pub(crate) fn connection(&self) -> Option<endpoint::Conn> {
         self.conn.load_full().map(|c| (*c).clone())
     }
 
@@ -508,13 +521,7 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(2));
             // Resolved on every connection: with Sentinel, the primary now.
-            let connect = async {
-                let client = endpoint.client().await?;
-                let addr = client.get_connection_info().addr().to_string();
-                redis::aio::ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map(|conn| (conn, addr))
-            };
+            let connect = endpoint.managed(config, timeout);
             match tokio::time::timeout(timeout * 4, connect).await {
                 Ok(Ok((conn, addr))) => {
                     if endpoint.moves() {
@@ -563,11 +570,11 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
             && let Some((addr, at)) = &primary
             && at.elapsed() >= endpoint::SENTINEL_RECHECK
         {
-            match tokio::time::timeout(timeout * 4, endpoint.client()).await {
-                Ok(Ok(now)) if now.get_connection_info().addr().to_string() != *addr => {
+            match tokio::time::timeout(timeout * 4, endpoint.primary()).await {
+                Ok(Ok(now)) if now != *addr => {
                     tracing::warn!(
                         was = %addr,
-                        now = %now.get_connection_info().addr(),
+                        %now,
                         "Sentinel names a new Redis primary; reconnecting"
                     );
                     this.conn.store(None);

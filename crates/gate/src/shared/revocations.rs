@@ -114,8 +114,15 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(prefix: &str) -> Self {
-        let rules = format!("{prefix}:revocations");
+    /// The key names under `prefix`. In a cluster the three share the hash
+    /// tag `{prefix}`, since one script touches all three (one slot, one
+    /// node); elsewhere they keep the names earlier releases wrote.
+    fn new(prefix: &str, cluster: bool) -> Self {
+        let rules = if cluster {
+            format!("{{{prefix}}}:revocations")
+        } else {
+            format!("{prefix}:revocations")
+        };
         Self {
             lifted: format!("{rules}:lifted"),
             generation: format!("{rules}:generation"),
@@ -173,9 +180,9 @@ pub(crate) struct SharedRevocations {
 }
 
 impl SharedRevocations {
-    pub(crate) fn new(prefix: &str, resync: Duration) -> Self {
+    pub(crate) fn new(prefix: &str, cluster: bool, resync: Duration) -> Self {
         Self {
-            keys: Keys::new(prefix),
+            keys: Keys::new(prefix, cluster),
             resync,
             known: Mutex::new(Known::default()),
             list: ArcSwap::from_pointee(RevocationList::default()),
@@ -371,10 +378,7 @@ struct Look {
 /// hand or a message lost, where the whole set is read only every resync.
 const GENERATION_LOOK: Duration = Duration::from_secs(1);
 
-async fn look(
-    conn: &mut redis::aio::MultiplexedConnection,
-    keys: &Keys,
-) -> redis::RedisResult<Look> {
+async fn look(conn: &mut super::endpoint::Conn, keys: &Keys) -> redis::RedisResult<Look> {
     let (id, version, count, size): (Option<String>, Option<u64>, Option<u64>, u64) = redis::pipe()
         .atomic()
         .hget(&keys.generation, "id")
@@ -406,7 +410,7 @@ enum ReadFailed {
 /// meanwhile is not used; the messages carry the change, and the set is
 /// read again shortly.
 async fn read_set(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut super::endpoint::Conn,
     keys: &Keys,
     timeout: Duration,
 ) -> Result<Read, ReadFailed> {
@@ -450,7 +454,7 @@ async fn read_set(
 
 /// Puts back `held` in pages; how many rules Redis lacked.
 async fn restore(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut super::endpoint::Conn,
     keys: &Keys,
     script: &redis::Script,
     held: &[String],
@@ -511,13 +515,10 @@ pub(crate) async fn follow(
         drop(this);
         let connected = async {
             // Resolved on every reconnection: with Sentinel, the primary now.
-            let client = endpoint.client().await?;
-            let addr = client.get_connection_info().addr().to_string();
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            let (mut pubsub, conn, addr) = endpoint.follower(timeout).await?;
             // Subscribed first, read second: a change made in between
             // arrives both ways rather than neither.
-            let conn = client.get_multiplexed_async_connection().await?;
+            pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>((pubsub, conn, addr))
         };
         let Ok(Ok((pubsub, mut conn, addr))) = tokio::time::timeout(timeout * 4, connected).await
@@ -578,9 +579,9 @@ pub(crate) async fn follow(
                     // With Sentinel: still the primary? A demoted one stays
                     // readable, but write-backs belong on the new one.
                     if endpoint.moves() && !first {
-                        let now = tokio::time::timeout(timeout * 4, endpoint.client()).await;
+                        let now = tokio::time::timeout(timeout * 4, endpoint.primary()).await;
                         if let Ok(Ok(now)) = now
-                            && now.get_connection_info().addr().to_string() != addr
+                            && now != addr
                         {
                             tracing::info!(was = %addr, "the revocation follower moves to the new Redis primary");
                             break;
@@ -796,75 +797,105 @@ fn change(
     if rules.is_empty() {
         return Ok((0, 0));
     }
-    let mut conn = sync_connection(config)?;
-    let script = redis::Script::new(LUA_CHANGE);
-    let keys = Keys::new(&config.prefix);
     let failed = |source| SharedError::Command {
         url: redacted(&config.url),
         source,
     };
-    // Loaded once, then one pipeline of scripts of at most CHANGE_CHUNK
-    // rules each: one round trip, and Redis serves other clients (the
-    // replicas' rate limits) between two scripts instead of stalling for
-    // the whole batch.
-    let sha: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(LUA_CHANGE)
-        .query(&mut conn)
-        .map_err(failed)?;
-    debug_assert_eq!(sha, script.get_hash());
-    let mut pipe = redis::pipe();
-    for chunk in rules.chunks(CHANGE_CHUNK) {
-        let call = pipe
-            .cmd("EVALSHA")
-            .arg(&sha)
-            .arg(3)
-            .arg(&keys.rules)
-            .arg(&keys.lifted)
-            .arg(&keys.generation)
-            .arg(verb);
-        for (rule, legacy) in chunk {
-            call.arg(rule).arg(legacy);
+    // One pipeline of scripts of at most CHANGE_CHUNK rules each: one round
+    // trip, and Redis serves other clients (the replicas' rate limits)
+    // between two scripts instead of stalling for the whole batch. EVAL,
+    // with the script's text: no node, in a cluster or after a restart, can
+    // answer NOSCRIPT.
+    blocking(async {
+        let (mut conn, keys) = cli_connection(config).await?;
+        let mut pipe = redis::pipe();
+        for chunk in rules.chunks(CHANGE_CHUNK) {
+            let call = pipe
+                .cmd("EVAL")
+                .arg(LUA_CHANGE)
+                .arg(3)
+                .arg(&keys.rules)
+                .arg(&keys.lifted)
+                .arg(&keys.generation)
+                .arg(verb);
+            for (rule, legacy) in chunk {
+                call.arg(rule).arg(legacy);
+            }
         }
-    }
-    let replies: Vec<(usize, usize)> = pipe.query(&mut conn).map_err(failed)?;
-    let changed = replies.iter().map(|(c, _)| c).sum();
-    let listening = replies.last().map_or(0, |(_, l)| *l);
-    Ok((changed, listening))
+        let replies: Vec<(usize, usize)> = pipe.query_async(&mut conn).await.map_err(failed)?;
+        let changed = replies.iter().map(|(c, _)| c).sum();
+        let listening = replies.last().map_or(0, |(_, l)| *l);
+        Ok((changed, listening))
+    })
 }
 
 /// The revocation rules stored in Redis, sorted.
 pub fn list_revocations(config: &RedisConfig) -> Result<Vec<String>, SharedError> {
-    let mut conn = sync_connection(config)?;
-    let mut lines: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(Keys::new(&config.prefix).rules)
-        .query(&mut conn)
-        .map_err(|source| SharedError::Command {
-            url: redacted(&config.url),
-            source,
-        })?;
-    lines.sort();
-    Ok(lines)
+    blocking(async {
+        let (mut conn, keys) = cli_connection(config).await?;
+        let mut lines: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&keys.rules)
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| SharedError::Command {
+                url: redacted(&config.url),
+                source,
+            })?;
+        lines.sort();
+        Ok(lines)
+    })
 }
 
-fn sync_connection(config: &RedisConfig) -> Result<redis::Connection, SharedError> {
-    let url = || redacted(&config.url);
+/// Runs `work` to completion on a runtime of its own, on a thread of its
+/// own: the blocking API works from plain code and from inside another
+/// runtime alike.
+fn blocking<T: Send>(
+    work: impl std::future::Future<Output = Result<T, SharedError>> + Send,
+) -> Result<T, SharedError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(SharedError::Thread)?
+                    .block_on(work)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// A connection for the `revoke` command line, and the key names of this
+/// kind of Redis.
+async fn cli_connection(
+    config: &RedisConfig,
+) -> Result<(super::endpoint::Conn, Keys), SharedError> {
     let endpoint = config.endpoint()?;
-    let connect = || {
-        endpoint
-            .client_blocking()?
-            .get_connection_with_timeout(Duration::from_secs(5))
-    };
+    let keys = Keys::new(&config.prefix, endpoint.is_cluster());
     // Through Sentinel, a command run during a failover may ask while the
     // sentinels still agree on the new primary: asked again for a few
     // seconds, so an operator's revoke in an incident goes through.
     let mut tries = if endpoint.moves() { 10 } else { 1 };
     loop {
         tries -= 1;
-        match connect() {
-            Ok(conn) => return Ok(conn),
-            Err(source) if tries == 0 => return Err(SharedError::Command { url: url(), source }),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        let timeout = Duration::from_secs(5);
+        let attempt = match tokio::time::timeout(timeout, endpoint.commands(timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no connection within 5 s",
+            ))),
+        };
+        match attempt {
+            Ok(conn) => return Ok((conn, keys)),
+            Err(source) if tries == 0 => {
+                return Err(SharedError::Command {
+                    url: redacted(&config.url),
+                    source,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }
@@ -901,7 +932,7 @@ mod tests {
 
     #[test]
     fn a_read_is_the_truth_and_messages_older_than_it_are_ignored() {
-        let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
+        let r = SharedRevocations::new("p", false, DEFAULT_REVOCATION_RESYNC);
         let change = r.adopt("g1".into(), 2, strings(&["jti a", "jti b"]));
         assert_eq!(change.added, rules(&["jti a", "jti b"]));
         assert_eq!(r.list().len(), 2);
@@ -922,7 +953,7 @@ mod tests {
 
     #[test]
     fn a_message_from_another_generation_applies_and_asks_for_a_read() {
-        let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
+        let r = SharedRevocations::new("p", false, DEFAULT_REVOCATION_RESYNC);
         r.adopt("g1".into(), 7, strings(&["jti a"]));
         let (change, foreign) = r.apply("revoke g2 1 jti b").unwrap();
         assert_eq!((change.added, foreign), (rules(&["jti b"]), true));
@@ -936,7 +967,7 @@ mod tests {
 
     #[test]
     fn garbage_from_redis_is_ignored() {
-        let r = SharedRevocations::new("p", DEFAULT_REVOCATION_RESYNC);
+        let r = SharedRevocations::new("p", false, DEFAULT_REVOCATION_RESYNC);
         assert_eq!(r.apply("revoke g1 x jti a"), None);
         assert_eq!(r.apply("revoke g1 1 nonsense"), None);
         assert_eq!(r.apply("jti a"), None);

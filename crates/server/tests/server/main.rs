@@ -3,6 +3,7 @@
 
 mod access;
 mod cache;
+mod cluster;
 mod conformance;
 mod deploy;
 mod flood;

@@ -306,7 +306,7 @@ pub async fn rsa_verifications(url: &str) -> u64 {
     metric(url, "appauth_rsa_verifications_total").await
 }
 
-pub use appauth_testkit::{Redis, Sentinel};
+pub use appauth_testkit::{Cluster, Redis, Sentinel};
 
 /// The value of one labelled metric line, e.g.
 /// `appauth_shared_state_mode{mode="global"}`; `None` when absent.
