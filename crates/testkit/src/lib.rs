@@ -280,6 +280,26 @@ fn commands(port: u16, each: &[&[&str]]) -> Vec<String> {
     replies
 }
 
+/// The `redis-server` arguments that create docs/spec.md §11's ACL user
+/// `appauth`, with `password`: the tests run against the documented line.
+pub fn documented_acl_user(password: &str) -> Vec<String> {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/spec.md"))
+        .expect("docs/spec.md");
+    let line = spec
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("user appauth on "))
+        .expect("docs/spec.md §11 lists the ACL user")
+        .replace(">PASSWORD", &format!(">{password}"));
+    std::iter::once("--user".to_owned())
+        .chain(
+            line.trim_start_matches("user ")
+                .split_whitespace()
+                .map(str::to_owned),
+        )
+        .collect()
+}
+
 /// A throwaway Redis Cluster: `masters` primaries with one replica each,
 /// every node a [`Redis`] of its own (cluster mode, 1 s node timeout),
 /// joined with `redis-cli --cluster create`.
@@ -291,9 +311,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts one and waits until every node says `cluster_state:ok`.
     pub fn start(masters: usize) -> Cluster {
+        Self::start_with(masters, &[])
+    }
+
+    /// As [`Cluster::start`], with extra `redis-server` arguments on every
+    /// node (an ACL user, say).
+    pub fn start_with(masters: usize, extra: &[String]) -> Cluster {
         let nodes: Vec<Redis> = (0..masters * 2)
             .map(|_| {
-                Redis::start_with(&[
+                let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
+                args.extend([
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -304,7 +331,8 @@ impl Cluster {
                     // fail over, as the test means it to.
                     "--cluster-replica-validity-factor",
                     "0",
-                ])
+                ]);
+                Redis::start_with(&args)
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -362,8 +390,19 @@ impl Cluster {
 
     /// `redis+cluster://` naming two of the nodes.
     pub fn url(&self) -> String {
+        self.url_as("")
+    }
+
+    /// `redis+cluster://<userinfo>@` naming two of the nodes (`userinfo`
+    /// empty for none).
+    pub fn url_as(&self, userinfo: &str) -> String {
+        let at = if userinfo.is_empty() {
+            String::new()
+        } else {
+            format!("{userinfo}@")
+        };
         format!(
-            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            "redis+cluster://{at}127.0.0.1:{},127.0.0.1:{}",
             self.nodes[0].port, self.nodes[1].port
         )
     }

@@ -443,10 +443,10 @@ fn refusal_of(e: &redis::RedisError) -> (&'static str, bool) {
 /// The one retry rhythm of every Redis task: 100 ms, doubling to 5 s, back
 /// to 100 ms once a try succeeds. Fast enough that a Redis back from a
 /// restart is in use within a second; slow enough that a dead one costs a
-/// connection attempt every 5 s per task. Through Sentinel the delay stops
-/// at 500 ms: a failover takes seconds, each try asks the sentinels (not a
-/// dead primary), and a follower back late misses revocations made
-/// meanwhile until it reads the set.
+/// connection attempt every 5 s per task. Through Sentinel or to a cluster
+/// the delay stops at 500 ms: a failover takes seconds, each try asks the
+/// sentinels or the surviving nodes (not a dead primary), and a follower
+/// back late misses revocations made meanwhile until it reads the set.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     next: Duration,
@@ -462,7 +462,7 @@ impl Backoff {
     pub(crate) fn for_endpoint(endpoint: &endpoint::Endpoint) -> Self {
         Self {
             next: Self::FIRST,
-            max: if endpoint.moves() {
+            max: if endpoint.moves() || endpoint.is_cluster() {
                 Self::MAX_SENTINEL
             } else {
                 Self::MAX

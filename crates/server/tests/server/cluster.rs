@@ -77,7 +77,8 @@ async fn drive(urls: &[String], tokens: &[String], secs: f64) -> (Vec<u32>, Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_limits_and_revocations_through_a_cluster_and_its_failover() {
-    let mut cluster = Cluster::start(3);
+    // appauth connects as the documented ACL user (docs/spec.md §11).
+    let mut cluster = Cluster::start_with(3, &appauth_testkit::documented_acl_user("acl-pw"));
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     fs::create_dir(&keys).unwrap();
@@ -110,7 +111,7 @@ async fn replicas_share_limits_and_revocations_through_a_cluster_and_its_failove
         "[default]\nallow = [\"GET /users\"]\nrate = \"20/s\"\n",
     )
     .unwrap();
-    let url = cluster.url();
+    let url = cluster.url_as("appauth:acl-pw");
     let args = ["--redis-url", &url, "--policy", policy.to_str().unwrap()];
     let servers = [Server::start(&keys, &args), Server::start(&keys, &args)];
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();

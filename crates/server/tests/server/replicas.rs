@@ -681,19 +681,9 @@ async fn a_password_in_the_url_is_used_and_never_logged() {
 /// all work; a key outside the prefix is refused to that user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_acl_user_is_enough() {
-    let spec =
-        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/spec.md")).unwrap();
-    let acl = spec
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("user appauth on "))
-        .expect("docs/spec.md §11 lists the ACL user")
-        .replace(">PASSWORD", ">acl-pw")
-        .trim_start_matches("user ")
-        .to_owned();
+    let acl = appauth_testkit::documented_acl_user("acl-pw");
     let mut args = vec!["--user", "default", "off"];
-    args.push("--user");
-    args.extend(acl.split_whitespace());
+    args.extend(acl.iter().map(String::as_str));
     // The test's own connection (PING, ACL LOG) goes through an admin user.
     args.extend(["--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all"]);
     let redis = Redis::start_with(&args);

@@ -79,8 +79,15 @@ fn appauth_clients(redis: &Redis) -> Vec<String> {
 /// replica, and the old primary is restarted empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_a_sentinel_failover_with_no_restart() {
-    let mut primary = Redis::start();
-    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    // appauth connects to the Redis nodes as the documented ACL user
+    // (docs/spec.md §11); replication and the sentinels use the default one.
+    let acl = appauth_testkit::documented_acl_user("acl-pw");
+    let acl: Vec<&str> = acl.iter().map(String::as_str).collect();
+    let mut primary = Redis::start_with(&acl);
+    let primary_port = primary.port.to_string();
+    let mut replica_args = acl.clone();
+    replica_args.extend(["--replicaof", "127.0.0.1", &primary_port]);
+    let replica = Redis::start_with(&replica_args);
     let linked = wait(Duration::from_secs(10), || {
         replica
             .command(&["INFO", "replication"])
@@ -109,7 +116,8 @@ async fn replicas_follow_a_sentinel_failover_with_no_restart() {
         "[default]\nallow = [\"GET /users\"]\nrate = \"100/s\"\n",
     )
     .unwrap();
-    let url = Sentinel::group_url(&sentinels);
+    let url = Sentinel::group_url(&sentinels)
+        .replace("redis+sentinel://", "redis+sentinel://appauth:acl-pw@");
     let args = [
         "--redis-url",
         &url,
@@ -261,6 +269,12 @@ async fn replicas_follow_a_sentinel_failover_with_no_restart() {
         let logs = s.logs();
         assert!(logs.contains("Sentinel names the Redis primary"), "{logs}");
     }
+
+    let denied = replica.command(&["ACL", "LOG"]).unwrap_or_default();
+    assert!(
+        !denied.contains("appauth"),
+        "the ACL refused appauth something: {denied}"
+    );
 
     // A replica started after the failover reads every rule from the new
     // primary before it serves.
