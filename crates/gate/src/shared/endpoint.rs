@@ -377,16 +377,21 @@ impl Endpoint {
         matches!(self, Self::Cluster(_))
     }
 
-    /// A connection for a few commands (the `revoke` command line).
-    pub(crate) async fn commands(&self, timeout: std::time::Duration) -> RedisResult<Conn> {
+    /// A connection for a few commands (the `revoke` command line), whose
+    /// answers may take up to `response` (a batch of 100,000 rules is one
+    /// pipeline, answered at once at its end).
+    pub(crate) async fn commands(&self, response: std::time::Duration) -> RedisResult<Conn> {
         if let Self::Cluster(spec) = self {
             return Ok(Conn::Cluster(
-                spec.client(timeout)?.get_async_connection().await?,
+                spec.client(response)?.get_async_connection().await?,
             ));
         }
         let client = self.client().await?;
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(response));
         Ok(Conn::Multiplexed(
-            client.get_multiplexed_async_connection().await?,
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?,
         ))
     }
 }

@@ -879,8 +879,13 @@ async fn cli_connection(
     let mut tries = if endpoint.moves() { 10 } else { 1 };
     loop {
         tries -= 1;
-        let timeout = Duration::from_secs(5);
-        let attempt = match tokio::time::timeout(timeout, endpoint.commands(timeout)).await {
+        // 5 s to connect; a minute for the answer to a batch.
+        let attempt = match tokio::time::timeout(
+            Duration::from_secs(5),
+            endpoint.commands(Duration::from_secs(60)),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(redis::RedisError::from((
                 redis::ErrorKind::Io,

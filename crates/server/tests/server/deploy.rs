@@ -812,3 +812,73 @@ async fn silent_connections_do_not_starve_tls_clients() {
     eprintln!("TLS under silent connections: {served} renewed-phase requests, worst {worst:?}");
     assert!(served >= 20, "{served}");
 }
+
+/// deploy/kubernetes-sentinel: the overlay takes every manifest of
+/// deploy/kubernetes but the single-node Redis, its patch names the real
+/// Deployment, container and variable, and the server takes its URL (the
+/// revoke command gets past the URL to the network, where the sentinels'
+/// names do not resolve here).
+#[test]
+fn the_sentinel_overlay_changes_only_the_redis_url() {
+    use yaml_rust2::YamlLoader;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let kustomization = YamlLoader::load_from_str(
+        &fs::read_to_string(root.join("kubernetes-sentinel/kustomization.yaml")).unwrap(),
+    )
+    .unwrap()
+    .remove(0);
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_str()
+                .unwrap()
+                .trim_start_matches("../kubernetes/")
+                .to_owned()
+        })
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = fs::read_dir(root.join("kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml") && n != "redis.yaml")
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let patch = YamlLoader::load_from_str(
+        &fs::read_to_string(root.join("kubernetes-sentinel/sentinel-url.yaml")).unwrap(),
+    )
+    .unwrap()
+    .remove(0);
+    let base = YamlLoader::load_from_str(
+        &fs::read_to_string(root.join("kubernetes/deployment.yaml")).unwrap(),
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(patch["metadata"]["name"], base["metadata"]["name"]);
+    let container = &patch["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["name"],
+        base["spec"]["template"]["spec"]["containers"][0]["name"]
+    );
+    let env = &container["env"][0];
+    assert_eq!(env["name"].as_str(), Some("APPAUTH_REDIS_URL"));
+    let url = env["value"]
+        .as_str()
+        .unwrap()
+        .replace("$(REDIS_PASSWORD)", "pw");
+    assert!(url.starts_with("redis+sentinel://"), "{url}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args(["revoke", "--list", "--redis-url", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Redis at") && !err.contains("Redis URL"),
+        "{err}"
+    );
+    assert!(!err.contains(":pw@"), "the password is printed: {err}");
+}
