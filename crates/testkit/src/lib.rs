@@ -142,6 +142,19 @@ impl Redis {
     /// certificate signed by `ca` (`tls-auth-clients yes`, Redis's default).
     /// The plain port stays open for [`Redis::command`].
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Redis {
+        Self::start_tls_with(cert, key, ca, true, &[])
+    }
+
+    /// As [`Redis::start_tls`], asking clients for a certificate only when
+    /// `client_certs`, with extra arguments (cluster or replication over
+    /// TLS, say).
+    pub fn start_tls_with(
+        cert: &Path,
+        key: &Path,
+        ca: &Path,
+        client_certs: bool,
+        extra: &[&str],
+    ) -> Redis {
         let tls_port = free_port();
         let path = |p: &Path| p.to_str().unwrap().to_owned();
         let mut redis = Redis {
@@ -158,8 +171,11 @@ impl Redis {
                 "--tls-ca-cert-file".into(),
                 path(ca),
                 "--tls-auth-clients".into(),
-                "yes".into(),
-            ],
+                if client_certs { "yes" } else { "no" }.into(),
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|a| (*a).to_owned()))
+            .collect(),
             dir: tempfile::tempdir().expect("a temp dir for redis-server"),
         };
         redis.restart();
@@ -317,9 +333,27 @@ impl Cluster {
     /// As [`Cluster::start`], with extra `redis-server` arguments on every
     /// node (an ACL user, say).
     pub fn start_with(masters: usize, extra: &[String]) -> Cluster {
+        Self::start_inner(masters, extra, None)
+    }
+
+    /// As [`Cluster::start`], the cluster speaking TLS (clients, the
+    /// cluster bus and replication) with this certificate, key and CA; the
+    /// plain ports stay open for the test's own commands.
+    pub fn start_tls(masters: usize, cert: &Path, key: &Path, ca: &Path) -> Cluster {
+        Self::start_inner(masters, &[], Some((cert, key, ca)))
+    }
+
+    fn start_inner(
+        masters: usize,
+        extra: &[String],
+        tls: Option<(&Path, &Path, &Path)>,
+    ) -> Cluster {
         let nodes: Vec<Redis> = (0..masters * 2)
             .map(|_| {
                 let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
+                if tls.is_some() {
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                }
                 args.extend([
                     "--cluster-enabled",
                     "yes",
@@ -332,14 +366,21 @@ impl Cluster {
                     "--cluster-replica-validity-factor",
                     "0",
                 ]);
-                Redis::start_with(&args)
+                match tls {
+                    Some((cert, key, ca)) => Redis::start_tls_with(cert, key, ca, false, &args),
+                    None => Redis::start_with(&args),
+                }
             })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.unwrap_or(n.port)))
             .collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some((_, _, ca)) = tls {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -394,16 +435,21 @@ impl Cluster {
     }
 
     /// `redis+cluster://<userinfo>@` naming two of the nodes (`userinfo`
-    /// empty for none).
+    /// empty for none); `rediss+cluster://` and the TLS ports for a cluster
+    /// started with TLS.
     pub fn url_as(&self, userinfo: &str) -> String {
         let at = if userinfo.is_empty() {
             String::new()
         } else {
             format!("{userinfo}@")
         };
+        let tls = self.nodes[0].tls_port.is_some();
+        let port = |n: &Redis| if tls { n.tls_port.unwrap() } else { n.port };
+        let scheme = if tls { "rediss" } else { "redis" };
         format!(
-            "redis+cluster://{at}127.0.0.1:{},127.0.0.1:{}",
-            self.nodes[0].port, self.nodes[1].port
+            "{scheme}+cluster://{at}127.0.0.1:{},127.0.0.1:{}",
+            port(&self.nodes[0]),
+            port(&self.nodes[1])
         )
     }
 
@@ -513,6 +559,8 @@ pub struct Sentinel {
     child: Child,
     /// The port it listens on.
     pub port: u16,
+    /// Its TLS port, for one started with [`Sentinel::start_tls`].
+    pub tls_port: Option<u16>,
     /// Its config file lives here (a sentinel rewrites it).
     _dir: tempfile::TempDir,
 }
@@ -529,19 +577,49 @@ impl Sentinel {
             .collect()
     }
 
-    /// `redis+sentinel://` naming every sentinel of `group`.
+    /// `redis+sentinel://` naming every sentinel of `group`
+    /// (`rediss+sentinel://` and their TLS ports when they speak TLS).
     pub fn group_url(group: &[Sentinel]) -> String {
+        let tls = group.iter().all(|s| s.tls_port.is_some());
+        let port = |s: &Sentinel| if tls { s.tls_port.unwrap() } else { s.port };
         let hosts: Vec<String> = group
             .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
+            .map(|s| format!("127.0.0.1:{}", port(s)))
             .collect();
-        format!("redis+sentinel://{}/{}", hosts.join(","), Self::SERVICE)
+        let scheme = if tls { "rediss" } else { "redis" };
+        format!("{scheme}+sentinel://{}/{}", hosts.join(","), Self::SERVICE)
     }
 
     /// Starts one watching the primary on `primary_port`.
     pub fn start(primary_port: u16, quorum: usize) -> Sentinel {
+        Self::start_inner(primary_port, quorum, None)
+    }
+
+    /// Starts one that speaks TLS (to clients, and to the nodes it watches:
+    /// `primary_tls_port` is the primary's TLS port) with this certificate,
+    /// key and CA; its plain port stays open for the test's own commands.
+    pub fn start_tls(primary_tls_port: u16, cert: &Path, key: &Path, ca: &Path) -> Sentinel {
+        Self::start_inner(primary_tls_port, 1, Some((cert, key, ca)))
+    }
+
+    fn start_inner(
+        primary_port: u16,
+        quorum: usize,
+        tls: Option<(&Path, &Path, &Path)>,
+    ) -> Sentinel {
         let dir = tempfile::tempdir().expect("a temp dir for redis-sentinel");
         let port = free_port();
+        let tls_port = tls.map(|_| free_port());
+        let tls_conf = match (tls, tls_port) {
+            (Some((cert, key, ca)), Some(p)) => format!(
+                "tls-port {p}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\ntls-replication yes\n",
+                cert.display(),
+                key.display(),
+                ca.display()
+            ),
+            _ => String::new(),
+        };
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(
             &conf,
@@ -550,7 +628,7 @@ impl Sentinel {
                  sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
                  sentinel down-after-milliseconds {service} 1000\n\
                  sentinel failover-timeout {service} 5000\n\
-                 sentinel parallel-syncs {service} 1\n",
+                 sentinel parallel-syncs {service} 1\n{tls_conf}",
                 dir = dir.path().display(),
                 service = Self::SERVICE,
             ),
@@ -566,6 +644,7 @@ impl Sentinel {
         let sentinel = Sentinel {
             child,
             port,
+            tls_port,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -32,13 +32,15 @@ async fn two_embedded_gates_share_one_limit_and_one_revocation_list() {
             .unwrap()
     };
     let (one, two) = (gate(), gate());
+    // Each is ready once its limits are global and its revocations read
+    // (until then it refuses every token, 503).
     for g in [&one, &two] {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !g
-            .metrics()
-            .render()
-            .contains("appauth_shared_state_mode{mode=\"global\"} 1")
-        {
+        let ready = |m: String| {
+            m.contains("appauth_shared_state_mode{mode=\"global\"} 1")
+                && m.contains("appauth_shared_revocations_synced 1")
+        };
+        while !ready(g.metrics().render()) {
             assert!(Instant::now() < deadline, "never reached Redis");
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }

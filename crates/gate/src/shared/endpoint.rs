@@ -32,7 +32,39 @@ pub(crate) struct ClusterSpec {
     pub(crate) nodes: Vec<(String, u16)>,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
+    /// For `rediss+cluster://`.
+    pub(crate) tls: Option<TlsSettings>,
 }
+
+/// TLS to the nodes (and the sentinels) of a `rediss+sentinel://` or
+/// `rediss+cluster://` URL: the system's roots, or the configured CA and
+/// client certificate.
+#[derive(Clone, Default)]
+pub(crate) struct TlsSettings {
+    #[cfg(feature = "redis-tls")]
+    pub(crate) certs: Option<redis::TlsCertificates>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(feature = "redis-tls")]
+        let custom = self.certs.is_some();
+        #[cfg(not(feature = "redis-tls"))]
+        let custom = false;
+        f.debug_struct("TlsSettings")
+            .field("custom", &custom)
+            .finish()
+    }
+}
+
+/// Settings are compared by whether they are there, not by their bytes.
+impl PartialEq for TlsSettings {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TlsSettings {}
 
 /// The URL scheme of a Redis Cluster.
 pub(crate) const CLUSTER_SCHEME: &str = "redis+cluster://";
@@ -116,6 +148,7 @@ impl ClusterSpec {
             nodes,
             username,
             password,
+            tls: None,
         })
     }
 
@@ -127,10 +160,27 @@ impl ClusterSpec {
         if let Some(pass) = &self.password {
             redis = redis.set_password(pass);
         }
-        ConnectionAddr::Tcp(host.to_owned(), port)
-            .into_connection_info()
+        let addr = match self.tls {
+            None => ConnectionAddr::Tcp(host.to_owned(), port),
+            Some(_) => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+        };
+        addr.into_connection_info()
             .expect("a TCP address is connection info")
             .set_redis_settings(redis)
+    }
+
+    /// A client for one node (the follower's subscription).
+    fn node_client(&self, host: &str, port: u16) -> RedisResult<redis::Client> {
+        #[cfg(feature = "redis-tls")]
+        if let Some(TlsSettings { certs: Some(certs) }) = &self.tls {
+            return redis::Client::build_with_tls(self.node_info(host, port), certs.clone());
+        }
+        redis::Client::open(self.node_info(host, port))
     }
 
     fn client(&self, timeout: std::time::Duration) -> RedisResult<redis::cluster::ClusterClient> {
@@ -139,11 +189,21 @@ impl ClusterSpec {
             .iter()
             .map(|(h, p)| self.node_info(h, *p))
             .collect();
-        redis::cluster::ClusterClient::builder(nodes)
+        let b = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(timeout)
             .response_timeout(timeout)
-            .retries(2)
-            .build()
+            .retries(2);
+        // The nodes' TLS mode comes from their addresses (TcpTls); custom
+        // certificates, when configured, go with it.
+        #[cfg(feature = "redis-tls")]
+        let b = match &self.tls {
+            Some(TlsSettings { certs: Some(certs) }) => {
+                b.tls(redis::TlsMode::Secure).certs(certs.clone())
+            }
+            Some(TlsSettings { certs: None }) => b.tls(redis::TlsMode::Secure),
+            None => b,
+        };
+        b.build()
     }
 }
 
@@ -179,23 +239,27 @@ pub(crate) struct SentinelSpec {
     pub(crate) password: Option<String>,
     pub(crate) sentinel_username: Option<String>,
     pub(crate) sentinel_password: Option<String>,
+    /// For `rediss+sentinel://`: TLS to the sentinels and the nodes.
+    pub(crate) tls: Option<TlsSettings>,
 }
 
 /// How long a Sentinel-resolved connection that works is kept before the
 /// sentinels are asked again whether it still goes to the primary.
 pub(crate) const SENTINEL_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often the limiter's cluster connection is made again, with a fresh
+/// map of the slots, besides on `MOVED`/`ASK` and errors.
+pub(crate) const CLUSTER_REMAP: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The URL schemes `--redis-url` takes, for messages.
-pub(crate) const SCHEMES: &str = "redis://, rediss://, redis+sentinel:// or redis+cluster://";
+pub(crate) const SCHEMES: &str = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://";
 
 /// Why a URL's scheme is not one appauth can use, if it is not.
 pub(crate) fn unsupported_scheme(url: &str) -> Option<String> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     match scheme {
-        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => None,
-        "rediss+sentinel" | "rediss+cluster" => {
-            Some(format!("{scheme}:// is not supported yet; use {SCHEMES}"))
-        }
+        "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "redis+cluster"
+        | "rediss+cluster" => None,
         "" => Some(format!("no scheme; use {SCHEMES}")),
         other => Some(format!("unknown scheme {other}://; use {SCHEMES}")),
     }
@@ -267,14 +331,20 @@ impl SentinelSpec {
             password,
             sentinel_username,
             sentinel_password,
+            tls: None,
         })
     }
 
     fn builder(&self) -> RedisResult<SentinelClientBuilder> {
-        let addrs = self
-            .sentinels
-            .iter()
-            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+        let addrs = self.sentinels.iter().map(|(host, port)| match self.tls {
+            None => ConnectionAddr::Tcp(host.clone(), *port),
+            Some(_) => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+        });
         let mut b = SentinelClientBuilder::new(addrs, &self.service, SentinelServerType::Master)?
             .set_client_to_redis_db(self.db);
         if let Some(user) = &self.username {
@@ -288,6 +358,17 @@ impl SentinelSpec {
         }
         if let Some(pass) = &self.sentinel_password {
             b = b.set_client_to_sentinel_password(pass);
+        }
+        if let Some(_tls) = &self.tls {
+            b = b
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+            #[cfg(feature = "redis-tls")]
+            if let Some(certs) = &_tls.certs {
+                b = b
+                    .set_client_to_redis_certificates(certs.clone())
+                    .set_client_to_sentinel_certificates(certs.clone());
+            }
         }
         Ok(b)
     }
@@ -336,7 +417,7 @@ impl Endpoint {
             let conn = spec.client(timeout)?.get_async_connection().await?;
             let mut last = None;
             for (host, port) in &spec.nodes {
-                match redis::Client::open(spec.node_info(host, *port)) {
+                match spec.node_client(host, *port) {
                     Ok(client) => match client.get_async_pubsub().await {
                         Ok(pubsub) => {
                             return Ok((pubsub, Conn::Cluster(conn), format!("{host}:{port}")));
@@ -450,6 +531,7 @@ mod tests {
                 password: Some("p@ss".into()),
                 sentinel_username: None,
                 sentinel_password: None,
+                tls: None,
             }
         );
         let plain = SentinelSpec::parse("redis+sentinel://app:pw@s1/cache").unwrap();
@@ -495,6 +577,7 @@ mod tests {
                 nodes: vec![("n1".into(), 7000), ("10.0.0.2".into(), 7001)],
                 username: Some("app".into()),
                 password: Some("p:w".into()),
+                tls: None,
             }
         );
         for (bad, why) in [
@@ -524,7 +607,7 @@ mod tests {
         for (bad, why) in [
             ("http://h", "unknown scheme http://"),
             ("h:6379", "no scheme"),
-            ("rediss+cluster://h:7000", "not supported yet"),
+            ("redis+sentinels://h:7000", "unknown scheme"),
         ] {
             let err = unsupported_scheme(bad).unwrap();
             assert!(err.contains(why) && err.contains(SCHEMES), "{bad}: {err}");

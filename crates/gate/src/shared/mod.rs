@@ -146,33 +146,62 @@ impl RedisConfig {
             let url = redacted(&self.url);
             return Err(SharedError::BadUrl { url, problem });
         }
-        if self.url.starts_with(endpoint::CLUSTER_SCHEME) {
+        // rediss+sentinel:// and rediss+cluster:// are their plain forms
+        // with TLS to every node (and sentinel).
+        let (plain, tls) = match self.url.strip_prefix("rediss+") {
+            Some(rest) => (format!("redis+{rest}"), Some(self.tls_settings()?)),
+            None => (self.url.clone(), None),
+        };
+        let is = |scheme: &str| plain.starts_with(scheme);
+        if (is(endpoint::CLUSTER_SCHEME) || is(endpoint::SENTINEL_SCHEME))
+            && tls.is_none()
+            && (self.tls.ca.is_some() || self.tls.client.is_some())
+        {
+            return Err(SharedError::Tls {
+                url: redacted(&self.url),
+                problem: "a CA or client certificate for Redis needs a rediss+ URL".into(),
+            });
+        }
+        if is(endpoint::CLUSTER_SCHEME) {
             let url = redacted(&self.url);
-            if self.tls.ca.is_some() || self.tls.client.is_some() {
-                return Err(SharedError::Tls {
-                    url,
-                    problem: "TLS to a cluster is not supported yet".into(),
-                });
-            }
-            let spec = endpoint::ClusterSpec::parse(&self.url)
+            let mut spec = endpoint::ClusterSpec::parse(&plain)
                 .map_err(|problem| SharedError::BadUrl { url, problem })?;
+            spec.tls = tls;
             return Ok(endpoint::Endpoint::Cluster(spec));
         }
-        if self.url.starts_with(endpoint::SENTINEL_SCHEME) {
+        if is(endpoint::SENTINEL_SCHEME) {
             let url = redacted(&self.url);
-            if self.tls.ca.is_some() || self.tls.client.is_some() {
-                return Err(SharedError::Tls {
-                    url,
-                    problem: "TLS through Sentinel is not supported yet; use a rediss:// URL to \
-                              one endpoint"
-                        .into(),
-                });
-            }
-            let spec = endpoint::SentinelSpec::parse(&self.url)
+            let mut spec = endpoint::SentinelSpec::parse(&plain)
                 .map_err(|problem| SharedError::BadUrl { url, problem })?;
+            spec.tls = tls;
             return Ok(endpoint::Endpoint::Sentinel(spec));
         }
         self.client().map(endpoint::Endpoint::Node)
+    }
+
+    /// TLS for a `rediss+` URL: the configured CA and client certificate,
+    /// or the system's roots; an error in a build without TLS for Redis.
+    fn tls_settings(&self) -> Result<endpoint::TlsSettings, SharedError> {
+        #[cfg(feature = "redis-tls")]
+        {
+            let custom = self.tls.ca.is_some() || self.tls.client.is_some();
+            Ok(endpoint::TlsSettings {
+                certs: custom.then(|| redis::TlsCertificates {
+                    client_tls: self.tls.client.clone().map(|(client_cert, client_key)| {
+                        redis::ClientTlsConfig {
+                            client_cert,
+                            client_key,
+                        }
+                    }),
+                    root_cert: self.tls.ca.clone(),
+                }),
+            })
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        Err(SharedError::Tls {
+            url: redacted(&self.url),
+            problem: "this build has no TLS for Redis (the library's redis-tls feature)".into(),
+        })
     }
 
     /// The client for this URL and TLS setting; nothing is connected yet.
@@ -511,17 +540,14 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
     const CONNECT: &str = "cannot connect to Redis";
     // With Sentinel: the primary connected to, and when the sentinels named it.
     let mut primary: Option<(String, std::time::Instant)> = None;
+    // In a cluster: when its map was last learnt.
+    let mut mapped = std::time::Instant::now();
     loop {
         let Some(this) = shared.upgrade() else { return };
         let timeout = this.timeout();
         if this.conn.load().is_none() {
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(2));
             // Resolved on every connection: with Sentinel, the primary now.
-            let connect = endpoint.managed(config, timeout);
+            let connect = endpoint.managed(manager_config(timeout), timeout);
             match tokio::time::timeout(timeout * 4, connect).await {
                 Ok(Ok((conn, addr))) => {
                     if endpoint.moves() {
@@ -584,6 +610,20 @@ async fn supervise(shared: std::sync::Weak<Shared>, endpoint: Arc<endpoint::Endp
                 _ => primary = Some((addr.clone(), std::time::Instant::now())),
             }
         }
+        // A cluster's map is learnt again now and then, besides on MOVED,
+        // ASK and errors (redis-rs's own): a replacement connection is made
+        // first and swapped in, so no refill ever finds none.
+        if healthy && endpoint.is_cluster() && mapped.elapsed() >= endpoint::CLUSTER_REMAP {
+            if let Ok(Ok((conn, _))) = tokio::time::timeout(
+                timeout * 4,
+                endpoint.managed(manager_config(timeout), timeout),
+            )
+            .await
+            {
+                this.conn.store(Some(Arc::new(conn)));
+            }
+            mapped = std::time::Instant::now();
+        }
         if healthy {
             said = None;
             this.enter_global();
@@ -607,6 +647,16 @@ impl Drop for Shared {
             let _ = stop.send(());
         }
     }
+}
+
+/// The limiter's connection: redis-rs reconnects it on its own, within the
+/// command timeout.
+fn manager_config(timeout: Duration) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2))
 }
 
 /// A current-thread runtime on a thread of its own, named `name`, running

@@ -148,6 +148,11 @@ struct Known {
     followed: String,
     /// The version of `followed` last read.
     followed_version: u64,
+    /// How many members Redis's set had at the last read, as the messages
+    /// since moved it (unparseable ones included, which `rules` leaves out):
+    /// a set of another size, whatever the generation says, was changed
+    /// behind this replica's back (by hand, or repaired by another replica).
+    size: u64,
 }
 
 /// What a read of Redis's set found: its generation, the count the last
@@ -218,6 +223,7 @@ impl SharedRevocations {
                 .store(Arc::new(RevocationList::from_rules(&incoming)));
         }
         known.rules = incoming;
+        known.size = rules.len() as u64;
         known.id = id;
         known.version = version;
         change
@@ -249,6 +255,7 @@ impl SharedRevocations {
         }
         known.followed = read.id.clone().unwrap_or_default();
         known.followed_version = read.version;
+        known.size = read.rules.len() as u64;
         Change {
             added,
             lifted: Vec::new(),
@@ -299,11 +306,13 @@ impl SharedRevocations {
             // One rule changes one entry of the list: no rule is parsed again.
             if revoke {
                 if known.rules.insert(rule.clone()) {
+                    known.size += 1;
                     list.get_or_insert_with(|| RevocationList::clone(&self.list.load()))
                         .insert(rule.clone());
                     change.added.push(rule);
                 }
             } else if known.rules.remove(&rule) {
+                known.size = known.size.saturating_sub(1);
                 list.get_or_insert_with(|| RevocationList::clone(&self.list.load()))
                     .remove(&rule);
                 change.lifted.push(rule);
@@ -328,7 +337,11 @@ impl SharedRevocations {
             } else {
                 (known.id.as_str(), known.version)
             };
-        if look.id.as_deref() != Some(id) || look.count != look.size || look.version < version {
+        if look.id.as_deref() != Some(id)
+            || look.count != look.size
+            || look.version < version
+            || (look.version == version && look.size != known.size)
+        {
             *behind_at = None;
             return false;
         }
@@ -556,6 +569,12 @@ pub(crate) async fn follow(
                         }
                     }
                     let Some(this) = shared.upgrade() else { return };
+                    if texts.len() == MAX_BATCH {
+                        tracing::warn!(
+                            messages = texts.len(),
+                            "this replica is behind on Redis's revocation messages (a burst); applying them together"
+                        );
+                    }
                     let (change, foreign, _) = this.revocations.apply_batch(texts.iter().map(String::as_str));
                     this.report(&change, "received from Redis");
                     if foreign {

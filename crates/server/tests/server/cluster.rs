@@ -274,3 +274,65 @@ async fn replicas_share_limits_and_revocations_through_a_cluster_and_its_failove
         );
     }
 }
+
+/// `rediss+cluster://`: a cluster speaking only TLS to its clients (and on
+/// its bus and replication), with a private CA given by `--redis-ca`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_a_cluster_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::deploy::ca();
+    let (cert, key) = crate::deploy::issue(&ca, dir.path(), 1, 2090);
+    let ca_file = dir.path().join("ca.pem");
+    fs::write(&ca_file, &ca.pem).unwrap();
+    let cluster = Cluster::start_tls(3, &cert, &key, &ca_file);
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let keys = dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let app_key = add_app(&keys, "svc");
+    let ca_arg = ca_file.to_str().unwrap();
+    let server = Server::start(&keys, &["--redis-url", &url, "--redis-ca", ca_arg]);
+    assert!(
+        until_global(&server.url, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "{}",
+        server.logs()
+    );
+
+    let token = forge(
+        &app_key,
+        &json!({"appId": "svc", "iat": now(), "exp": now() + 300, "jti": "tls-1"}),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args([
+            "revoke",
+            "--redis-url",
+            &url,
+            "--redis-ca",
+            ca_arg,
+            "jti tls-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        until_status(&server.url, &token, 401, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+    // Without the CA, the cluster is not trusted, and the error says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args(["revoke", "--redis-url", &url, "--list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("certificate"),
+        "{err}"
+    );
+}

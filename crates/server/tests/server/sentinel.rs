@@ -283,3 +283,75 @@ async fn replicas_follow_a_sentinel_failover_with_no_restart() {
         assert_eq!(status_with(&late.url, "/users", t).await, 401);
     }
 }
+
+/// `rediss+sentinel://`: the sentinels and the nodes speak TLS (the
+/// sentinels to the nodes too), with a private CA given by `--redis-ca`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_the_primary_through_sentinels_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::deploy::ca();
+    let (cert, key) = crate::deploy::issue(&ca, dir.path(), 1, 2090);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let primary = Redis::start_tls_with(&cert, &key, &ca_file, false, &[]);
+    let primary_tls = primary.tls_port.unwrap().to_string();
+    let replica = Redis::start_tls_with(
+        &cert,
+        &key,
+        &ca_file,
+        false,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &primary_tls,
+            "--tls-replication",
+            "yes",
+        ],
+    );
+    let linked = wait(Duration::from_secs(10), || {
+        replica
+            .command(&["INFO", "replication"])
+            .is_some_and(|r| r.contains("master_link_status:up"))
+    });
+    assert!(linked.is_some(), "the replica never synced over TLS");
+    let sentinel = Sentinel::start_tls(primary.tls_port.unwrap(), &cert, &key, &ca_file);
+    let url = Sentinel::group_url(std::slice::from_ref(&sentinel));
+    assert!(url.starts_with("rediss+sentinel://"), "{url}");
+
+    let keys = tempfile::tempdir().unwrap();
+    let app_key = add_app(keys.path(), "svc");
+    let ca_arg = ca_file.to_str().unwrap();
+    let server = Server::start(keys.path(), &["--redis-url", &url, "--redis-ca", ca_arg]);
+    assert!(
+        until_global(&server.url, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "{}",
+        server.logs()
+    );
+    let token = forge(
+        &app_key,
+        &json!({"appId": "svc", "iat": now(), "exp": now() + 300, "jti": "tls-1"}),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .args([
+            "revoke",
+            "--redis-url",
+            &url,
+            "--redis-ca",
+            ca_arg,
+            "jti tls-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        until_status(&server.url, &token, 401, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+}
