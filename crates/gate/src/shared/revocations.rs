@@ -554,7 +554,10 @@ pub(crate) async fn follow(
         loop {
             tokio::select! {
                 msg = messages.next() => {
-                    let Some(msg) = msg else { break };
+                    let Some(msg) = msg else {
+                        tracing::debug!("the subscription ended");
+                        break;
+                    };
                     // Everything already arrived is applied together.
                     let mut texts: Vec<String> = msg.get_payload().into_iter().collect();
                     let mut ended = false;
@@ -588,7 +591,19 @@ pub(crate) async fn follow(
                 _ = glance.tick(), if !first => {
                     let Some(this) = shared.upgrade() else { return };
                     let keys = &this.revocations.keys;
-                    let Ok(Ok(look)) = tokio::time::timeout(timeout, look(&mut conn, keys)).await else { break };
+                    // A look that fails is tried again a second later; only a
+                    // read or a message stream that fails ends the link.
+                    let look = match tokio::time::timeout(timeout, look(&mut conn, keys)).await {
+                        Ok(Ok(look)) => look,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "a look at the generation failed");
+                            continue;
+                        }
+                        Err(_) => {
+                            tracing::debug!("a look at the generation took longer than the timeout");
+                            continue;
+                        }
+                    };
                     if !this.revocations.in_step(&look, &mut behind_at) {
                         read_now = true;
                         resync.reset_immediately();
