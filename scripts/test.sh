@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { echo "the tests need openssl (an independent reader of our keys)"; exit 1; }
 command -v redis-server >/dev/null || { echo "the tests need redis-server (apt-get install redis-server): the replica tests start their own"; exit 1; }
+command -v redis-cli >/dev/null || { echo "the tests need redis-cli (apt-get install redis-tools): the Cluster tests create their cluster with it"; exit 1; }
 # PyJWT is the third-party verifier that reads our JWKS URL (interop test).
 python3 -c "import jwt, cryptography" 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check pyjwt cryptography \

@@ -1024,3 +1024,31 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A key source whose first load never finishes.
+struct Loading;
+
+impl appauth_core::KeyProvider for Loading {
+    fn keys_for(
+        &self,
+        _: &appauth_core::AppId,
+    ) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
+        None
+    }
+}
+
+impl appauth_gate::KeySource for Loading {
+    fn is_ready(&self) -> bool {
+        false
+    }
+}
+
+/// A gate whose keys are still loading: every protected request gets
+/// `503 keys_loading`, which each adapter must carry unchanged.
+pub fn loading_gate() -> appauth_gate::Gate {
+    appauth_gate::Gate::new(
+        appauth_core::Verifier::new(appauth_core::VerifyConfig::default()),
+        std::sync::Arc::new(Loading),
+        std::sync::Arc::new(appauth_gate::Metrics::new()),
+    )
+}

@@ -69,32 +69,9 @@ async fn the_conformance_table_passes_on_the_actix_adapter() {
     assert!(cases >= 50, "{cases} cases");
 }
 
-/// A key source whose first load never ends.
-struct Loading;
-
-impl appauth_core::KeyProvider for Loading {
-    fn keys_for(
-        &self,
-        _: &appauth_core::AppId,
-    ) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
-        None
-    }
-}
-
-impl appauth_actix::KeySource for Loading {
-    fn is_ready(&self) -> bool {
-        false
-    }
-}
-
 #[actix_web::test]
 async fn keys_still_loading_is_a_503_with_retry_after() {
-    let verifier = appauth_core::Verifier::new(appauth_core::VerifyConfig::default());
-    let gate = AppAuth::new(
-        verifier,
-        std::sync::Arc::new(Loading),
-        std::sync::Arc::new(appauth_actix::Metrics::new()),
-    );
+    let gate = AppAuth::from(appauth_testkit::conformance::loading_gate());
     let app = at::init_service(
         App::new()
             .wrap(gate)

@@ -3,48 +3,18 @@
 //! `redis+cluster://`, a primary killed and a slot moved under load.
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::util::{Cluster, Server, add_app, metric_line, status_with};
+use super::util::{
+    Cluster, Server, a_replica_revokes_over_tls, add_app, all_global_by, revoke_ok, status_with,
+    tls_files, until_global, until_status,
+};
 use super::{forge, now};
 
-const GLOBAL: &str = "appauth_shared_state_mode{mode=\"global\"}";
-
 fn revoke(url: &str, rule: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
-        .args(["revoke", "--redis-url", url, rule])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "revoke {rule}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn until_status(url: &str, token: &str, status: u16, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if status_with(url, "/users", token).await == status {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
-
-async fn until_global(url: &str, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if metric_line(url, GLOBAL).await == Some(1.0) {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
+    revoke_ok(&["--redis-url", url], &[rule]);
 }
 
 /// Calls `GET /users` as each token, round-robin over `urls`, for `secs`;
@@ -229,23 +199,8 @@ async fn replicas_share_limits_and_revocations_through_a_cluster_and_its_failove
         "the cluster never failed over"
     );
     eprintln!("cluster: ok again {:?} after the kill", killed.elapsed());
-    for s in &servers {
-        let took = until_global(&s.url, Duration::from_secs(10)).await;
-        assert!(
-            took.is_some(),
-            "not global after the failover: {}",
-            s.logs()
-        );
-        assert!(
-            killed.elapsed() < Duration::from_secs(12),
-            "{:?}",
-            killed.elapsed()
-        );
-    }
-    eprintln!(
-        "cluster: both replicas global {:?} after the kill",
-        killed.elapsed()
-    );
+    let global = all_global_by(&servers, killed, Duration::from_secs(12)).await;
+    eprintln!("cluster: both replicas global {global:?} after the kill");
     let after = token(1, "after");
     revoke(&url, "jti after");
     let at = Instant::now();
@@ -280,59 +235,9 @@ async fn replicas_share_limits_and_revocations_through_a_cluster_and_its_failove
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_reach_a_cluster_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = crate::deploy::ca();
-    let (cert, key) = crate::deploy::issue(&ca, dir.path(), 1, 2090);
-    let ca_file = dir.path().join("ca.pem");
-    fs::write(&ca_file, &ca.pem).unwrap();
+    let (cert, key, ca_file) = tls_files(dir.path());
     let cluster = Cluster::start_tls(3, &cert, &key, &ca_file);
     let url = cluster.url();
     assert!(url.starts_with("rediss+cluster://"), "{url}");
-    let keys = dir.path().join("keys");
-    fs::create_dir(&keys).unwrap();
-    let app_key = add_app(&keys, "svc");
-    let ca_arg = ca_file.to_str().unwrap();
-    let server = Server::start(&keys, &["--redis-url", &url, "--redis-ca", ca_arg]);
-    assert!(
-        until_global(&server.url, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "{}",
-        server.logs()
-    );
-
-    let token = forge(
-        &app_key,
-        &json!({"appId": "svc", "iat": now(), "exp": now() + 300, "jti": "tls-1"}),
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
-        .args([
-            "revoke",
-            "--redis-url",
-            &url,
-            "--redis-ca",
-            ca_arg,
-            "jti tls-1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        until_status(&server.url, &token, 401, Duration::from_secs(1))
-            .await
-            .is_some()
-    );
-    // Without the CA, the cluster is not trusted, and the error says so.
-    let out = Command::new(env!("CARGO_BIN_EXE_appauth-server"))
-        .args(["revoke", "--redis-url", &url, "--list"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("certificate"),
-        "{err}"
-    );
+    a_replica_revokes_over_tls(&url, &ca_file).await;
 }

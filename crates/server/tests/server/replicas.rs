@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::util::{Redis, Server, add_app, metric_line, status_with};
+use super::util::{
+    GLOBAL, Redis, Server, add_app, metric_line, revoke_with, status_with, wait_until,
+};
 use super::{forge, now};
 
-const GLOBAL: &str = "appauth_shared_state_mode{mode=\"global\"}";
 const FALLBACK: &str = "appauth_shared_state_mode{mode=\"fallback\"}";
 
 #[derive(Debug, Default)]
@@ -136,15 +137,6 @@ fn replica_with_policy(
 /// Five calls a minute for `reports`, the app the limit tests drive.
 const REPORTS_5_PER_MINUTE: &str =
     "[default]\nallow = [\"GET /users\"]\n\n[apps.reports]\nrate = \"5/m\"\n";
-
-fn revoke_with(redis_args: &[&str], args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_appauth-server"))
-        .arg("revoke")
-        .args(redis_args)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_one_limit_and_revocations_and_outlive_redis() {
@@ -947,7 +939,7 @@ async fn after_a_flushall_a_replica_started_in_the_empty_window_refuses_every_re
     let flushed = Instant::now();
     let fresh = Server::start(&keys, &args);
     let started = flushed.elapsed();
-    let restored = eventually_sync(Duration::from_secs(5), || {
+    let restored = wait_until(Duration::from_secs(5), || {
         redis
             .command(&["SCARD", "appauth:revocations"])
             .is_some_and(|r| r.contains(":50"))
@@ -973,17 +965,6 @@ async fn after_a_flushall_a_replica_started_in_the_empty_window_refuses_every_re
         assert_eq!(status_with(&fresh.url, "/users", t).await, 401, "kept-{i}");
         assert_eq!(status_with(&holder.url, "/users", t).await, 401, "kept-{i}");
     }
-}
-
-fn eventually_sync(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
 }
 
 /// Finding 5: with 100k rules a full read (SMEMBERS of the whole set in one
@@ -1036,7 +1017,7 @@ async fn a_hundred_thousand_rules_load_resync_and_outlive_a_redis_restart() {
     // Redis restarts empty: the replica puts every rule back, in pages.
     redis.restart();
     let restarted = Instant::now();
-    let back = eventually_sync(Duration::from_secs(20), || {
+    let back = wait_until(Duration::from_secs(20), || {
         redis
             .command(&["SCARD", "appauth:revocations"])
             .is_some_and(|r| r.contains(":100001"))

@@ -317,3 +317,137 @@ pub async fn metric_line(url: &str, line_prefix: &str) -> Option<f64> {
             .and_then(|v| v.trim().parse().ok())
     })
 }
+
+/// `appauth_shared_state_mode` says limits are held in Redis.
+pub const GLOBAL: &str = "appauth_shared_state_mode{mode=\"global\"}";
+
+/// Polls `check` (blocking) until it holds: how long that took, or `None`
+/// after `within`.
+pub fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// How long until `GET url/users` with `token` answers `status`, or `None`
+/// after `within`.
+pub async fn until_status(
+    url: &str,
+    token: &str,
+    status: u16,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if status_with(url, "/users", token).await == status {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// How long until the replica at `url` holds its limits in Redis, or `None`.
+pub async fn until_global(url: &str, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if metric_line(url, GLOBAL).await == Some(1.0) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// `appauth-server revoke` with `redis_args` (the URL and TLS flags) and
+/// `args`.
+pub fn revoke_with(redis_args: &[&str], args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_appauth-server"))
+        .arg("revoke")
+        .args(redis_args)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// As [`revoke_with`], asserting that it succeeded.
+pub fn revoke_ok(redis_args: &[&str], args: &[&str]) {
+    let out = revoke_with(redis_args, args);
+    assert!(
+        out.status.success(),
+        "revoke {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`:
+/// `(certificate, key, CA file)`.
+pub fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca = crate::deploy::ca();
+    let (cert, key) = crate::deploy::issue(&ca, dir, 1, 2090);
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    (cert, key, ca_file)
+}
+
+/// What every `rediss` mode must do, given a Redis at `url` that trusts
+/// clients of `ca_file`: a replica reaches it and holds its limits there, a
+/// revoke through it (with `--redis-ca`) is refused within a second, and
+/// without the CA the command fails saying why.
+pub async fn a_replica_revokes_over_tls(url: &str, ca_file: &Path) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_app(keys.path(), "svc");
+    let ca = ca_file.to_str().unwrap();
+    let server = Server::start(keys.path(), &["--redis-url", url, "--redis-ca", ca]);
+    let global = until_global(&server.url, Duration::from_secs(10)).await;
+    assert!(global.is_some(), "{}", server.logs());
+    let token = crate::forge(
+        &key,
+        &serde_json::json!({"appId": "svc", "iat": crate::now(), "exp": crate::now() + 300, "jti": "tls-1"}),
+    );
+    revoke_ok(&["--redis-url", url, "--redis-ca", ca], &["jti tls-1"]);
+    let refused = until_status(&server.url, &token, 401, Duration::from_secs(1)).await;
+    assert!(refused.is_some(), "{}", server.logs());
+    let out = revoke_with(&["--redis-url", url], &["--list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("certificate"),
+        "{err}"
+    );
+}
+
+/// Waits until every server holds its limits in Redis, and asserts that
+/// the last did so within `limit` of `since` (a kill, say): how long after
+/// `since` that was.
+pub async fn all_global_by(servers: &[Server], since: Instant, limit: Duration) -> Duration {
+    for s in servers {
+        let took = until_global(&s.url, limit).await;
+        assert!(took.is_some(), "not global again: {}", s.logs());
+    }
+    let after = since.elapsed();
+    assert!(after < limit, "global again only {after:?} after");
+    after
+}
+
+/// Waits until every server refuses `token` (401), and asserts that the
+/// last did so within `limit` of `since` (a revoke, say): how long after
+/// `since` that was.
+pub async fn all_refuse_by(
+    servers: &[Server],
+    token: &str,
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    for s in servers {
+        let took = until_status(&s.url, token, 401, limit + Duration::from_secs(4)).await;
+        assert!(took.is_some(), "the token is still accepted: {}", s.logs());
+    }
+    let after = since.elapsed();
+    assert!(after < limit, "refused by all only {after:?} after");
+    after
+}

@@ -64,32 +64,9 @@ async fn grpc_callers_get_grpc_statuses_for_every_kind_of_refusal() {
     conformance::run_grpc(&fixture, "appauth-tower", |r| call(&router, r)).await;
 }
 
-/// A key source whose first load never ends.
-struct Loading;
-
-impl appauth_core::KeyProvider for Loading {
-    fn keys_for(
-        &self,
-        _: &appauth_core::AppId,
-    ) -> Option<std::sync::Arc<[appauth_core::PublicKey]>> {
-        None
-    }
-}
-
-impl appauth_gate::KeySource for Loading {
-    fn is_ready(&self) -> bool {
-        false
-    }
-}
-
 #[tokio::test]
 async fn keys_still_loading_is_a_503_with_retry_after_or_unavailable_for_grpc() {
-    let verifier = appauth_core::Verifier::new(appauth_core::VerifyConfig::default());
-    let gate = appauth_tower::Gate::new(
-        verifier,
-        std::sync::Arc::new(Loading),
-        std::sync::Arc::new(appauth_tower::Metrics::new()),
-    );
+    let gate = appauth_testkit::conformance::loading_gate();
     let router = axum::Router::new()
         .route("/ping", axum::routing::get(|| async { "pong" }))
         .layer(appauth_tower::AppAuthLayer::from(gate));
