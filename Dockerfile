@@ -5,10 +5,12 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \
-        -p appauth-server -p appauth-keygen -p appauth-client --bins --example call-api \
+        -p appauth-server -p appauth-keygen -p appauth-client -p appauth-agent \
+        --bins --example call-api \
  && mkdir /out \
  && cp target/release/appauth-server target/release/appauth-keygen \
-       target/release/appauth-token target/release/examples/call-api /out/
+       target/release/appauth-token target/release/appauth-agent \
+       target/release/examples/call-api /out/
 
 FROM debian:bookworm-slim
 # curl serves the compose healthcheck; ca-certificates lets clients reach

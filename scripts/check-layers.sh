@@ -17,5 +17,7 @@ forbid() { # crate, regex of crate names it must not depend on
 forbid appauth-gate 'actix.*|awc|axum.*|hyper.*|tower.*|tonic.*|http|http-body.*|clap.*|tracing-subscriber'
 forbid appauth-tower 'actix.*|awc|clap.*'
 forbid appauth-actix 'axum.*|tower|tower-http|tonic.*|hyper|clap.*'
-[ $fail -eq 0 ] && echo "layers: appauth-gate has no framework, appauth-tower no actix, appauth-actix no tower"
+# The agent is a caller: it signs, it never verifies or serves a gate.
+forbid appauth-agent 'appauth-gate|actix.*|awc|axum.*|tonic.*|redis'
+[ $fail -eq 0 ] && echo "layers: appauth-gate has no framework, appauth-tower no actix, appauth-actix no tower, appauth-agent no gate"
 exit $fail

@@ -10,6 +10,14 @@ command -v redis-cli >/dev/null || { echo "the tests need redis-cli (apt-get ins
 python3 -c "import jwt, cryptography" 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check pyjwt cryptography \
   || { echo "the tests need PyJWT and cryptography from PyPI (pip install pyjwt cryptography)"; exit 1; }
+# Callers in other languages: Node 20+ (built-in fetch) and its
+# jsonwebtoken for the README's signing snippet, and a JDK for Java's
+# HttpClient through the agent.
+command -v node >/dev/null || { echo "the tests need node 20 or later (the agent's Node caller and the README's Node snippet)"; exit 1; }
+command -v java >/dev/null || { echo "the tests need a JDK (apt-get install default-jdk-headless): Java's HttpClient calls through the agent"; exit 1; }
+[ -d tests/interop/node/node_modules/jsonwebtoken ] \
+  || npm ci --prefix tests/interop/node --silent --no-audit --no-fund \
+  || { echo "the tests need jsonwebtoken from the npm registry (npm ci --prefix tests/interop/node)"; exit 1; }
 cargo test --workspace --locked "$@"
 # The soak and flood tests load the whole machine, so they run on their own,
 # one after the other, rather than beside tests that time hot reloads.

@@ -26,4 +26,6 @@ pub use http::{
     AppAuthClient, AppAuthClientBuilder, AuthedRequest, RetryPolicy, Timeouts, TokenHeader,
     same_origin_redirects,
 };
-pub use signer::{DEFAULT_TTL, IAT_BACKDATE, SERVER_MAX_LIFETIME, Signer, SignerBuilder};
+pub use signer::{
+    DEFAULT_TTL, IAT_BACKDATE, KeyFileCheck, SERVER_MAX_LIFETIME, Signer, SignerBuilder,
+};

@@ -116,6 +116,39 @@ impl Signer {
         self.signatures.load(Ordering::Relaxed)
     }
 
+    /// How many times a changed key file was read as a key and put in use.
+    pub fn key_reloads(&self) -> u64 {
+        self.file
+            .as_ref()
+            .map_or(0, |f| f.reloads.load(Ordering::Relaxed))
+    }
+
+    /// Reads the key file now if it changed, instead of at the next
+    /// signature. When it holds a different key, the cached token is
+    /// dropped, so the next [`Signer::token`] signs with the new key (a
+    /// process that hands tokens to others, such as a token file writer,
+    /// learns of a rotation within its polling interval, not at the next
+    /// refresh). A signer built from PEM bytes has no file: `Unchanged`.
+    pub fn reload_key_file(&self) -> KeyFileCheck {
+        let Some(file) = &self.file else {
+            return KeyFileCheck::Unchanged;
+        };
+        let before = self.key.load().kid().clone();
+        let check = file.follow(&self.key);
+        if let KeyFileCheck::Reloaded { kid, .. } = &check {
+            let new_kid = *kid != before;
+            if new_kid {
+                let _guard = self.refreshing.lock();
+                self.cached.store(None);
+            }
+            return KeyFileCheck::Reloaded {
+                kid: kid.clone(),
+                new_kid,
+            };
+        }
+        check
+    }
+
     /// A valid token: the cached one, or a freshly signed one when the cache
     /// is empty or near expiry.
     pub fn token(&self) -> Result<Arc<str>, Error> {
@@ -181,7 +214,7 @@ impl Signer {
             extra: self.extra.clone(),
         };
         if let Some(file) = &self.file {
-            file.follow(&self.key);
+            let _ = file.follow(&self.key);
         }
         let key = self.key.load();
         let token = sign_token(&key, Algorithm::RS512, &claims).map_err(Error::Sign)?;
@@ -194,6 +227,25 @@ impl Signer {
     }
 }
 
+/// What [`Signer::reload_key_file`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyFileCheck {
+    /// The file is as last read (or the signer has no file).
+    Unchanged,
+    /// The file changed and was read as a key, now in use.
+    Reloaded {
+        /// The `kid` of the key now in use.
+        kid: Kid,
+        /// Whether it is another key than before (a rewrite of the same key
+        /// is not).
+        new_kid: bool,
+    },
+    /// The file changed but does not read as a key: the previous key stays
+    /// in use. The text names the file and the cause.
+    Refused(String),
+}
+
 /// A key file being followed.
 struct KeyFile {
     path: PathBuf,
@@ -201,6 +253,8 @@ struct KeyFile {
     stamp: parking_lot::Mutex<Option<Fingerprint>>,
     /// Why the last read was refused.
     problem: parking_lot::Mutex<Option<String>>,
+    /// Changed files read as keys.
+    reloads: AtomicU64,
 }
 
 impl KeyFile {
@@ -209,13 +263,13 @@ impl KeyFile {
     /// through symlinks). A file that does not read as a key (half-written,
     /// removed, garbage) leaves the current key in use and is tried again at
     /// the next signature. One `stat` per signature, not per request.
-    fn follow(&self, key: &ArcSwap<PrivateKey>) {
+    fn follow(&self, key: &ArcSwap<PrivateKey>) -> KeyFileCheck {
         let now = std::fs::metadata(&self.path)
             .ok()
             .map(|m| Fingerprint::of(&m));
         let mut stamp = self.stamp.lock();
         if now == *stamp {
-            return;
+            return KeyFileCheck::Unchanged;
         }
         let read = crate::inspect::read_key_file(&self.path)
             .map_err(|e| e.to_string())
@@ -224,13 +278,18 @@ impl KeyFile {
             Ok(new) => {
                 *stamp = now;
                 *self.problem.lock() = None;
+                let kid = new.kid().clone();
                 key.store(Arc::new(new));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                KeyFileCheck::Reloaded { kid, new_kid: true }
             }
             Err(problem) => {
-                *self.problem.lock() = Some(format!(
+                let problem = format!(
                     "{}: {problem}; still signing with the previous key",
                     self.path.display()
-                ));
+                );
+                *self.problem.lock() = Some(problem.clone());
+                KeyFileCheck::Refused(problem)
             }
         }
     }
@@ -353,6 +412,7 @@ impl SignerBuilder {
                     path,
                     stamp: parking_lot::Mutex::new(stamp),
                     problem: parking_lot::Mutex::new(None),
+                    reloads: AtomicU64::new(0),
                 });
                 key
             }

@@ -51,6 +51,25 @@ mod verify;
 /// token in (the other is `Authorization: Bearer`).
 pub const TOKEN_HEADER: &str = "x-token";
 
+/// Whether a header (its name in lower case) describes one connection rather
+/// than the message (RFC 9110 §7.6.1), so that a proxy must not forward it.
+/// Names listed in a `Connection` header are hop-by-hop too; the proxy reads
+/// those itself.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
 pub use algorithm::Algorithm;
 pub use app_id::{AppId, MAX_APP_ID_LEN, is_valid_app_id};
 pub use claims::{Audience, Claims};

@@ -95,20 +95,9 @@ fn is_reserved(name: &HeaderName) -> bool {
     })
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+/// Headers that describe one connection, not the message.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    appauth_core::is_hop_by_hop(name.as_str())
 }
 
 /// Header names listed in `Connection`, also hop-by-hop.

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -693,4 +694,24 @@ impl Drop for Redis {
         self.resume();
         self.kill();
     }
+}
+
+/// A binary of another package of this workspace, from the target directory
+/// the running test was built in (`cargo test --workspace` builds every
+/// package's binaries before any test runs). Panics, saying what to build,
+/// when it is not there.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build -p {name}` (scripts/test.sh builds the workspace)",
+        bin.display()
+    );
+    bin
 }

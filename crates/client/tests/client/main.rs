@@ -795,3 +795,53 @@ async fn a_server_that_keeps_refusing_costs_one_fresh_signature_not_one_per_call
     // The first token, and one fresh one after the first 401: no more.
     assert_eq!(client.signer().signatures_made(), 2);
 }
+
+#[test]
+fn reload_key_file_drops_the_cached_token_only_for_another_key() {
+    use appauth_client::KeyFileCheck;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app_private.pem");
+    let write = |pem: &[u8]| {
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    let first = appauth_core::PrivateKey::generate(2048).unwrap();
+    write(first.to_pkcs8_pem().unwrap().as_bytes());
+    let signer = Signer::builder("app").key_file(&path).build().unwrap();
+    let token = signer.token().unwrap();
+    assert_eq!(signer.reload_key_file(), KeyFileCheck::Unchanged);
+
+    // The same key written again: read, but the cached token stays.
+    write(first.to_pkcs8_pem().unwrap().as_bytes());
+    let check = signer.reload_key_file();
+    assert!(
+        matches!(check, KeyFileCheck::Reloaded { new_kid: false, .. }),
+        "{check:?}"
+    );
+    assert_eq!(signer.token().unwrap(), token);
+
+    // Half a key: refused, the previous key and token stay.
+    let pem = first.to_pkcs8_pem().unwrap();
+    write(&pem.as_bytes()[..pem.len() / 2]);
+    let KeyFileCheck::Refused(why) = signer.reload_key_file() else {
+        panic!("a half-written key was not refused");
+    };
+    assert!(why.contains("app_private.pem"), "{why}");
+    assert_eq!(signer.token().unwrap(), token);
+
+    // Another key: the next token is signed with it at once.
+    let second = appauth_core::PrivateKey::generate(2048).unwrap();
+    write(second.to_pkcs8_pem().unwrap().as_bytes());
+    assert_eq!(
+        signer.reload_key_file(),
+        KeyFileCheck::Reloaded {
+            kid: second.kid().clone(),
+            new_kid: true
+        }
+    );
+    assert_eq!(signer.kid(), *second.kid());
+    assert_ne!(signer.token().unwrap(), token);
+    assert_eq!(signer.key_reloads(), 2);
+    assert_eq!(signer.signatures_made(), 2);
+}

@@ -8,50 +8,11 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use appauth_client::{AppAuthClient, Signer};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 use crate::util::{Server, add_app, eventually};
 use crate::{claims_for, forge};
 
-pub(crate) struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pub(crate) pem: String,
-}
-
-pub(crate) fn ca() -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    // OpenSSL (Redis's TLS) matches an issuer by name: an empty one matches
-    // nothing.
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "appauth test CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let pem = params.self_signed(&key).unwrap().pem();
-    Ca { params, key, pem }
-}
-
-/// A server certificate for 127.0.0.1 signed by `ca`, written to `dir`.
-pub(crate) fn issue(
-    ca: &Ca,
-    dir: &Path,
-    serial: u64,
-    not_after_year: i32,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    params.serial_number = Some(serial.into());
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
-    fs::write(&c, cert.pem()).unwrap();
-    fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
+pub(crate) use appauth_testkit::tls::{Ca, ca, issue};
 
 fn served_serial(url: &str) -> String {
     let addr = url.trim_start_matches("https://");

@@ -385,15 +385,7 @@ pub fn revoke_ok(redis_args: &[&str], args: &[&str]) {
     );
 }
 
-/// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`:
-/// `(certificate, key, CA file)`.
-pub fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let ca = crate::deploy::ca();
-    let (cert, key) = crate::deploy::issue(&ca, dir, 1, 2090);
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
-    (cert, key, ca_file)
-}
+pub use appauth_testkit::tls::tls_files;
 
 /// What every `rediss` mode must do, given a Redis at `url` that trusts
 /// clients of `ca_file`: a replica reaches it and holds its limits there, a
