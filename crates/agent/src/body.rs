@@ -1,6 +1,7 @@
 //! Bodies the agent passes on: boxed, and an upstream body that must keep
 //! moving.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -19,6 +20,13 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A whole body in memory.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// No body.
+pub fn empty() -> ProxyBody {
+    http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed_unsync()
 }
@@ -48,14 +56,15 @@ impl std::error::Error for Stalled {}
 pin_project_lite::pin_project! {
     /// A body that fails with [`Stalled`] when no frame arrives for `idle`,
     /// so a hung upstream cannot hold the application's request forever; a
-    /// slow but moving one is never cut. `on_error` is called once if the
-    /// body ends in an error.
+    /// slow but moving one is never cut. The timer is armed only while the
+    /// body waits for data: a response already in the buffer (most small
+    /// ones) costs none. `on_error` is called once if the body ends in an
+    /// error.
     pub struct Idle<B, F> {
         #[pin]
         inner: B,
         idle: Duration,
-        #[pin]
-        timer: tokio::time::Sleep,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
         on_error: Option<F>,
     }
 }
@@ -66,7 +75,7 @@ impl<B, F: FnOnce()> Idle<B, F> {
         Self {
             inner,
             idle,
-            timer: tokio::time::sleep(idle),
+            timer: None,
             on_error: Some(on_error),
         }
     }
@@ -85,10 +94,9 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        if let Poll::Ready(frame) = this.inner.as_mut().poll_frame(cx) {
-            let deadline = tokio::time::Instant::now() + *this.idle;
-            this.timer.as_mut().reset(deadline);
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            *this.timer = None;
             return Poll::Ready(match frame {
                 Some(Err(e)) => {
                     if let Some(f) = this.on_error.take() {
@@ -99,11 +107,15 @@ where
                 other => other.map(|f| f.map_err(Into::into)),
             });
         }
-        ready!(this.timer.poll(cx));
+        let idle = *this.idle;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        ready!(timer.as_mut().poll(cx));
         if let Some(f) = this.on_error.take() {
             f();
         }
-        Poll::Ready(Some(Err(Box::new(Stalled(*this.idle)))))
+        Poll::Ready(Some(Err(Box::new(Stalled(idle)))))
     }
 
     fn is_end_stream(&self) -> bool {

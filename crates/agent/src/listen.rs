@@ -147,7 +147,7 @@ impl Bound {
                             let answer = handle(req);
                             async move { Ok::<_, Infallible>(answer.await) }
                         });
-                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
                         builder
                             .http1()
                             .timer(TokioTimer::new())

@@ -108,10 +108,17 @@ fn main() -> ExitCode {
     let threads = match &cli.mode {
         Mode::Proxy { run, .. } | Mode::TokenFile { run, .. } => run.threads,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        runtime.worker_threads(n.max(1));
-    }
+    // One thread: tokio's single-threaded scheduler, which skips the
+    // work-stealing machinery a lone worker has no use for.
+    let mut runtime = match threads {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime.enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli.mode)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,9 @@ pub struct Metrics(Arc<Inner>);
 struct Inner {
     registry: Registry,
     requests: Family<Labels, Counter>,
+    /// The `requests` counter of each status, looked up once: the family's
+    /// own lookup allocates and hashes its labels on every call.
+    by_status: Box<[std::sync::OnceLock<Counter>]>,
     upstream_errors: Family<Labels, Counter>,
     refreshes: Family<Labels, Counter>,
     key_refused: Counter,
@@ -89,6 +92,7 @@ impl Metrics {
         Self(Arc::new(Inner {
             registry,
             requests,
+            by_status: (0..600).map(|_| std::sync::OnceLock::new()).collect(),
             upstream_errors,
             refreshes,
             key_refused,
@@ -105,10 +109,17 @@ impl Metrics {
 
     /// One request answered with `status`.
     pub(crate) fn request(&self, status: u16) {
-        self.0
-            .requests
-            .get_or_create(&vec![("status", status.to_string())])
-            .inc();
+        // http's StatusCode is 100..=999; beyond 599 is counted uncached.
+        let make = || {
+            self.0
+                .requests
+                .get_or_create(&vec![("status", status.to_string())])
+                .clone()
+        };
+        match self.0.by_status.get(usize::from(status)) {
+            Some(slot) => slot.get_or_init(make).inc(),
+            None => make().inc(),
+        };
     }
 
     /// One upstream failure of `kind` (one of [`UPSTREAM_ERROR_KINDS`]).

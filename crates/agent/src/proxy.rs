@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use appauth_client::TokenHeader;
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -47,6 +49,10 @@ pub struct Proxy {
     settings: Settings,
     client: Client<Connector, ProxyBody>,
     metrics: Metrics,
+    token_name: HeaderName,
+    /// The current token as a header value, made once per token rather
+    /// than once per request (a 600-byte value to check and copy).
+    token_value: ArcSwapOption<(Arc<str>, HeaderValue)>,
 }
 
 impl Proxy {
@@ -57,12 +63,38 @@ impl Proxy {
         client: Client<Connector, ProxyBody>,
         metrics: Metrics,
     ) -> Arc<Self> {
+        let token_name = match settings.header {
+            TokenHeader::XToken => HeaderName::from_static(appauth_core::TOKEN_HEADER),
+            TokenHeader::Bearer => header::AUTHORIZATION,
+        };
         Arc::new(Self {
             keys,
             settings,
             client,
             metrics,
+            token_name,
+            token_value: ArcSwapOption::empty(),
         })
+    }
+
+    /// `token` as the value of the token header (`Bearer ` prefixed for
+    /// `Authorization`), marked sensitive.
+    fn token_value(&self, token: &Arc<str>) -> Result<HeaderValue, Own> {
+        if let Some(cached) = self.token_value.load().as_ref()
+            && Arc::ptr_eq(&cached.0, token)
+        {
+            return Ok(cached.1.clone());
+        }
+        let value = match self.settings.header {
+            TokenHeader::XToken => HeaderValue::from_str(token),
+            TokenHeader::Bearer => HeaderValue::from_str(&format!("Bearer {token}")),
+        };
+        // Tokens are base64url and dots: never invalid as a header value.
+        let mut value = value.map_err(|_| Own::NoKey)?;
+        value.set_sensitive(true);
+        self.token_value
+            .store(Some(Arc::new((token.clone(), value.clone()))));
+        Ok(value)
     }
 
     /// Answers one request of the application.
@@ -79,50 +111,51 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return Err(Own::BadRequest("connect_not_supported"));
         }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .filter(|p| p.starts_with('/'))
-            .ok_or(Own::BadRequest("not_origin_form"))?;
         let uri = self
             .settings
             .target
-            .uri_for(pq)
-            .map_err(|_| Own::BadRequest("bad_target"))?;
+            .uri_of(req.uri())
+            .ok_or(Own::BadRequest("not_origin_form"))?;
         // No key, no request: nothing leaves without a token.
         let token = self.keys.token().ok_or(Own::NoKey)?;
         let (parts, incoming) = req.into_parts();
-        let headers = forward_headers(&parts.headers, self.settings.header);
-        let replayable = is_idempotent(&parts.method)
+        let method = parts.method;
+        let mut headers = parts.headers;
+        forward_headers_in_place(&mut headers, self.settings.header);
+        headers.insert(self.token_name.clone(), self.token_value(&token)?);
+        let replayable = is_idempotent(&method)
             && incoming
                 .size_hint()
                 .upper()
                 .is_some_and(|n| n <= REPLAY_LIMIT);
-        let (body, replay) = if replayable {
+        let (body, replay) = if !replayable {
+            (body::boxed(incoming), None)
+        } else if incoming.is_end_stream() {
+            (body::empty(), Some(Bytes::new()))
+        } else {
             let bytes = Limited::new(incoming, REPLAY_LIMIT as usize)
                 .collect()
                 .await
                 .map_err(|_| Own::BadRequest("body_unreadable"))?
                 .to_bytes();
             (body::full(bytes.clone()), Some(bytes))
-        } else {
-            (body::boxed(incoming), None)
         };
-        let request = |token: &str, body: ProxyBody| -> Result<Request<ProxyBody>, Own> {
+        let request = |headers: HeaderMap, body: ProxyBody| {
             let mut out = Request::new(body);
-            *out.method_mut() = parts.method.clone();
+            *out.method_mut() = method.clone();
             *out.uri_mut() = uri.clone();
             // The pool picks HTTP/2 for a TLS upstream that offers it;
             // HTTP/2 from the application does not force it on the upstream.
             *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = headers.clone();
-            let (name, value) = token_header(self.settings.header, token)?;
-            out.headers_mut().insert(name, value);
-            Ok(out)
+            *out.headers_mut() = headers;
+            out
         };
-
-        let response = self.send(request(&token, body)?).await?;
+        // Kept only when the request may be sent again.
+        let first = match replay {
+            Some(_) => headers.clone(),
+            None => std::mem::take(&mut headers),
+        };
+        let response = self.send(request(first, body)).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(self.pass_back(response));
         }
@@ -152,7 +185,8 @@ impl Proxy {
             .filter(|fresh| **fresh != *token);
         match (fresh, replay) {
             (Some(fresh), Some(bytes)) => {
-                let again = self.send(request(&fresh, body::full(bytes))?).await?;
+                headers.insert(self.token_name.clone(), self.token_value(&fresh)?);
+                let again = self.send(request(headers, body::full(bytes))).await?;
                 Ok(self.pass_back(again))
             }
             _ => Ok(self.pass_back(Response::from_parts(head, body::full(refusal)))),
@@ -213,24 +247,29 @@ fn stale_reason(body: &[u8]) -> bool {
 /// lists), minus `Host` (the upstream's own is set from the URL), minus any
 /// token it sent (`x-token`, and `Authorization` when it is a Bearer token
 /// or the agent sends Bearer itself): the identity is the agent's alone.
-pub fn forward_headers(incoming: &HeaderMap, sent_as: TokenHeader) -> HeaderMap {
-    let mut out = incoming.clone();
-    strip_connection_headers(&mut out);
-    out.remove(header::HOST);
-    out.remove(appauth_core::TOKEN_HEADER);
-    let bearer_sent = out.get_all(header::AUTHORIZATION).iter().any(|v| {
-        v.as_bytes()
-            .get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
-    });
-    if sent_as == TokenHeader::Bearer || bearer_sent {
-        out.remove(header::AUTHORIZATION);
+pub fn forward_headers_in_place(headers: &mut HeaderMap, sent_as: TokenHeader) {
+    strip_connection_headers(headers);
+    headers.remove(header::HOST);
+    headers.remove(appauth_core::TOKEN_HEADER);
+    let bearer_sent = || {
+        headers.get_all(header::AUTHORIZATION).iter().any(|v| {
+            v.as_bytes()
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+        })
+    };
+    if sent_as == TokenHeader::Bearer || bearer_sent() {
+        headers.remove(header::AUTHORIZATION);
     }
-    out
 }
 
 /// Removes hop-by-hop headers and every header `Connection` names.
 fn strip_connection_headers(headers: &mut HeaderMap) {
+    // Most messages carry none of them: look before allocating.
+    let hop = |n: &HeaderName| appauth_core::is_hop_by_hop(n.as_str());
+    if !headers.keys().any(hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -241,30 +280,10 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    let hop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| appauth_core::is_hop_by_hop(n.as_str()))
-        .cloned()
-        .collect();
-    for name in hop {
+    let present: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
+    for name in present {
         headers.remove(name);
     }
-}
-
-fn token_header(sent_as: TokenHeader, token: &str) -> Result<(HeaderName, HeaderValue), Own> {
-    let (name, value) = match sent_as {
-        TokenHeader::XToken => (
-            HeaderName::from_static(appauth_core::TOKEN_HEADER),
-            HeaderValue::from_str(token),
-        ),
-        TokenHeader::Bearer => (
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {token}")),
-        ),
-    };
-    let mut value = value.map_err(|_| Own::NoKey)?;
-    value.set_sensitive(true);
-    Ok((name, value))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -357,14 +376,20 @@ mod tests {
             ("content-length", "5"),
             ("x-token-extra", "kept"),
         ]);
-        let out = forward_headers(&h, TokenHeader::XToken);
+        let mut out = h.clone();
+        forward_headers_in_place(&mut out, TokenHeader::XToken);
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["content-length", "x-request-id", "x-token-extra"]);
         // Another scheme of Authorization is the application's business.
         let basic = headers(&[("authorization", "Basic dTpw")]);
-        assert_eq!(forward_headers(&basic, TokenHeader::XToken).len(), 1);
-        assert_eq!(forward_headers(&basic, TokenHeader::Bearer).len(), 0);
+        let forwarded = |sent_as| {
+            let mut h = basic.clone();
+            forward_headers_in_place(&mut h, sent_as);
+            h.len()
+        };
+        assert_eq!(forwarded(TokenHeader::XToken), 1);
+        assert_eq!(forwarded(TokenHeader::Bearer), 0);
     }
 
     #[test]

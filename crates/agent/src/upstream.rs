@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::Uri;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, Scheme};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -81,17 +81,25 @@ impl Target {
         })
     }
 
-    /// The URL a request for `path_and_query` (origin form, from the
-    /// application) goes to: only the path and query of what the
-    /// application sent are used, so a request line in absolute form
+    /// The upstream URL for a request target of the application, `None`
+    /// when the target is not in origin form (`/path?query`). Only its path
+    /// and query are used, so a request line in absolute form
     /// (`GET http://elsewhere/ HTTP/1.1`) cannot choose another host.
-    pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
-        let pq: PathAndQuery = format!("{}{path_and_query}", self.base_path).parse()?;
+    pub fn uri_of(&self, target: &Uri) -> Option<Uri> {
+        let pq = target
+            .path_and_query()
+            .filter(|p| p.as_str().starts_with('/'))?;
+        let pq = if self.base_path.is_empty() {
+            pq.clone()
+        } else {
+            format!("{}{}", self.base_path, pq.as_str()).parse().ok()?
+        };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
+            .ok()
     }
 
     /// The URL as it will be called, for logs.
@@ -186,16 +194,21 @@ mod tests {
 
     #[test]
     fn only_the_path_and_query_choose_the_upstream_url() {
+        let uri =
+            |t: &Target, target: &str| t.uri_of(&target.parse().unwrap()).map(|u| u.to_string());
         let t = Target::parse("http://10.0.0.5:8080/api/").unwrap();
         assert_eq!(
-            t.uri_for("/users/1?x=1").unwrap().to_string(),
-            "http://10.0.0.5:8080/api/users/1?x=1"
+            uri(&t, "/users/1?x=1").as_deref(),
+            Some("http://10.0.0.5:8080/api/users/1?x=1")
         );
-        let t = Target::parse("https://data.internal").unwrap();
         assert_eq!(
-            t.uri_for("/").unwrap().to_string(),
-            "https://data.internal/"
+            uri(&t, "http://evil.example:9/steal").as_deref(),
+            Some("http://10.0.0.5:8080/api/steal")
         );
+        assert_eq!(uri(&t, "*"), None);
+        assert_eq!(uri(&t, "evil.example:443"), None);
+        let t = Target::parse("https://data.internal").unwrap();
+        assert_eq!(uri(&t, "/").as_deref(), Some("https://data.internal/"));
         for bad in [
             "ftp://x",
             "x:80",
