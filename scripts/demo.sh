@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole of appauth in two minutes: a build pipeline makes keys, the API
 # server starts on loopback, two apps call it through the client crate, forged,
-# unknown and expired tokens are refused, and a key is rotated with no restart.
+# unknown and expired tokens are refused, a key is rotated with no restart,
+# replicas share Redis, the gate runs inside axum, and a Python caller with no
+# JWT code goes through appauth-agent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -9,7 +11,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 
 step "Building appauth (release; the first build takes a few minutes)"
-cargo build --release -q -p appauth-keygen -p appauth-server -p appauth-client --bins --example call-api
+cargo build --release -q -p appauth-keygen -p appauth-server -p appauth-client -p appauth-agent --bins
+cargo build --release -q -p appauth-client --example call-api
 cargo build --release -q -p appauth-tower --example axum-api
 BIN=$ROOT/target/release
 KEYGEN=$BIN/appauth-keygen TOKEN=$BIN/appauth-token CALL=$BIN/examples/call-api
@@ -148,6 +151,22 @@ for target in "$url" "$axum"; do
 done
 note "(one engine, appauth-gate: the refusal is byte for byte the same)"
 
-step "9. Stopping the server (SIGTERM: in-flight requests drain)"
+step "9. A caller with no JWT code: Python through appauth-agent"
+gport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN/appauth-agent" proxy --app-id billing-service --key "$work/private/billing-service_private.pem" \
+  --listen "127.0.0.1:$gport" --upstream "$url" >"$work/agent.log" 2>&1 &
+extra_pids+=($!)
+agent="http://127.0.0.1:$gport"
+for _ in $(seq 1 100); do grep -q "proxy listening" "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
+note "the agent on $agent signs for billing-service; Python's standard library calls it:"
+python3 - "$agent" <<'PY' | sed 's/^/   /'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/whoami", timeout=10) as resp:
+    who = json.load(resp)
+    print(f"HTTP {resp.status}: appId={who['appId']} kid={who['kid'][:12]}...")
+PY
+note "an x-token of the caller's own is replaced, not forwarded: $(curl -s -H 'x-token: forged' "$agent/whoami" | head -c 40)..."
+
+step "10. Stopping the server (SIGTERM: in-flight requests drain)"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
 note "done. Server log: $(wc -l <"$work/server.log") lines; rejections were logged with their reasons, never the tokens."
