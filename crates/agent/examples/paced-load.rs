@@ -44,7 +44,9 @@ fn main() {
                 std::thread::spawn(move || {
                     let stream = TcpStream::connect(&addr).expect("connect");
                     stream.set_nodelay(true).unwrap();
-                    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
                     let mut writer = stream.try_clone().unwrap();
                     let mut reader = BufReader::new(stream);
                     // Warm the connection, unmeasured.

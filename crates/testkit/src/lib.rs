@@ -715,3 +715,35 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     bin
 }
+
+/// What a recording upstream received: the request line's target as sent,
+/// every header in order, and the body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The method.
+    pub method: String,
+    /// Path and query, as on the request line.
+    pub target: String,
+    /// Every header, in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// Every value of header `name` (case-insensitive).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The one value of header `name`; panics when it was sent twice.
+    pub fn one(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(all.len() <= 1, "{name} sent {} times: {all:?}", all.len());
+        all.first().copied()
+    }
+}

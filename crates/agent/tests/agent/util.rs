@@ -190,31 +190,7 @@ pub fn key_dirs(dir: &Path) -> appauth_keygen::KeyDirs {
     }
 }
 
-/// What the upstream received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub method: String,
-    /// Path and query as sent on the request line.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Received {
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    pub fn one(&self, name: &str) -> Option<&str> {
-        let all = self.all(name);
-        assert!(all.len() <= 1, "{name} sent {} times: {all:?}", all.len());
-        all.first().copied()
-    }
-}
+pub use appauth_testkit::Received;
 
 /// How the recording upstream answers.
 #[derive(Debug, Clone, Copy)]

@@ -192,26 +192,7 @@ pub fn raw_exchange(url: &str, request: &[u8]) -> (u16, String) {
     (status, text)
 }
 
-/// What an upstream received: the request line's target as sent, every
-/// header in order, and the body as read by `Content-Length`.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub method: String,
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Received {
-    /// Every value of header `name` (exact, case-insensitive match).
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
+pub use appauth_testkit::Received;
 
 /// An upstream that reads a request the way Python's http.server and many
 /// WSGI servers do: the head, then exactly `Content-Length` bytes (a chunked
