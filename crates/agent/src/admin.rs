@@ -17,6 +17,8 @@ pub struct Admin {
     pub keys: Arc<Keys>,
     /// What `/metrics` renders.
     pub metrics: Metrics,
+    /// Readiness ends when the drain begins.
+    pub drain: Arc<appauth_core::drain::Drain>,
 }
 
 impl Admin {
@@ -30,6 +32,10 @@ impl Admin {
         }
         match req.uri().path() {
             "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+            "/readyz" if self.drain.is_draining() => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"draining","reason":"shutting_down"}"#.into(),
+            ),
             "/readyz" if self.keys.ready() => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
             "/readyz" => json(
                 StatusCode::SERVICE_UNAVAILABLE,

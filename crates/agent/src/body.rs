@@ -40,6 +40,58 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted in flight until its
+    /// last frame is out, for the drain's counts.
+    pub struct Tracked<B> {
+        #[pin]
+        inner: B,
+        guard: Option<appauth_core::drain::InFlight>,
+    }
+}
+
+impl<B: Body> Tracked<B> {
+    /// Wraps `inner`; an empty one is finished at once.
+    pub fn new(inner: B, guard: appauth_core::drain::InFlight) -> Self {
+        let guard = if inner.is_end_stream() {
+            guard.finish();
+            None
+        } else {
+            Some(guard)
+        };
+        Self { inner, guard }
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // hyper stops polling once the body says it has ended, so the last
+        // frame may be the last poll.
+        if (frame.is_none() || this.inner.is_end_stream())
+            && let Some(guard) = this.guard.take()
+        {
+            guard.finish();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The upstream went quiet for longer than the read timeout while a body
 /// was streaming.
 #[derive(Debug)]

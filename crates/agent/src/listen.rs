@@ -12,12 +12,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
 
+use std::sync::Arc;
+
+use appauth_core::drain::Drain;
+
 use crate::body::ProxyBody;
 
 /// How long a client may take to send a request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long in-flight requests may finish after a stop signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default `--drain-delay`: how long the proxy keeps serving after SIGTERM
+/// (the application beside it is being stopped too, and may still call).
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// Default `--shutdown-timeout`: how long requests in flight may take once
+/// accepting stops (never less than the upstream timeout).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A listening address: `HOST:PORT` or `unix:/path.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,8 +133,14 @@ impl Bound {
     }
 
     /// Serves `handle` on every connection until `stop` completes, then
-    /// stops accepting and gives requests in flight [`SHUTDOWN_GRACE`].
-    pub async fn serve<F, Fut>(self, handle: F, stop: impl Future<Output = ()>)
+    /// stops accepting and gives requests in flight `grace`; returns
+    /// whether they all finished in it.
+    pub async fn serve<F, Fut>(
+        self,
+        handle: F,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> bool
     where
         F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -165,12 +179,11 @@ impl Bound {
                 }
             }
         }
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        // Idle keep-alive connections are closed now, busy ones after
+        // their response.
+        tokio::time::timeout(grace, graceful.shutdown())
             .await
-            .is_err()
-        {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still in flight at the end of the grace period were cut");
-        }
+            .is_ok()
     }
 
     async fn accept(&self) -> std::io::Result<TokioIo<Stream>> {
@@ -192,11 +205,63 @@ type Stream = Box<dyn Io>;
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let _ = Signals::new().next().await;
+}
+
+/// The drain (docs/spec.md §12): waits for SIGTERM or SIGINT, marks `drain`
+/// begun (the admin `/readyz` turns 503, answers carry `Connection:
+/// close`), keeps serving for `delay`, then resolves, when accepting
+/// stops. From the first signal on, a second one exits the process at once.
+pub async fn drain_on_signals(drain: Arc<Drain>, delay: Duration) {
+    let mut signals = Signals::new();
+    let signal = signals.next().await;
+    drain.begin();
+    tracing::info!(
+        signal,
+        in_flight = drain.in_flight(),
+        drain_delay_s = delay.as_secs_f64(),
+        "draining: /readyz answers 503, requests are still forwarded (with Connection: close) until the drain delay ends"
+    );
+    let watching = drain.clone();
+    tokio::spawn(async move {
+        let signal = signals.next().await;
+        let (finished, _) = watching.counts();
+        tracing::warn!(
+            signal,
+            in_flight = watching.in_flight(),
+            finished,
+            "second signal: exiting at once, requests in flight are cut"
+        );
+        std::process::exit(1);
+    });
+    tokio::time::sleep(delay).await;
+    tracing::info!(
+        in_flight = drain.in_flight(),
+        "drain delay over: no longer accepting; requests in flight may finish until the shutdown timeout"
+    );
+}
+
+/// SIGTERM and SIGINT, whichever comes.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Fails only without a runtime's signal driver: a bug, not input.
+        Self {
+            term: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -43,6 +43,12 @@ enum Mode {
         /// Seconds to wait for the upstream's response head, and between pieces of its body.
         #[arg(long, default_value_t = proxy::DEFAULT_UPSTREAM_TIMEOUT.as_secs())]
         upstream_timeout: u64,
+        /// Seconds to keep forwarding after SIGTERM (with /readyz 503 and Connection: close) before accepting stops.
+        #[arg(long, env = "APPAUTH_AGENT_DRAIN_DELAY", default_value_t = appauth_agent::listen::DEFAULT_DRAIN_DELAY.as_secs())]
+        drain_delay: u64,
+        /// Seconds requests in flight may take once accepting stops (at least --upstream-timeout).
+        #[arg(long, env = "APPAUTH_AGENT_SHUTDOWN_TIMEOUT", default_value_t = appauth_agent::listen::DEFAULT_SHUTDOWN_TIMEOUT.as_secs())]
+        shutdown_timeout: u64,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -140,8 +146,11 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
             ca,
             header,
             upstream_timeout,
+            drain_delay,
+            shutdown_timeout,
             run,
         } => {
+            let drain = Arc::new(appauth_core::drain::Drain::default());
             listen
                 .check_local(allow_remote)
                 .map_err(anyhow::Error::msg)?;
@@ -152,7 +161,7 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
                 .bind()
                 .await
                 .with_context(|| format!("cannot listen on {listen:?}"))?;
-            serve_admin(run.admin_listen, &keys, &metrics).await?;
+            serve_admin(run.admin_listen, &keys, &metrics, &drain).await?;
             tracing::info!(
                 app_id = %keys_app(&keys),
                 upstream = %target.display(),
@@ -167,15 +176,33 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
                 },
                 timeout: std::time::Duration::from_secs(upstream_timeout.max(1)),
             };
-            let proxy = proxy::Proxy::new(keys.clone(), settings, client, metrics);
+            // A request may rightly take the upstream timeout.
+            let grace = std::time::Duration::from_secs(shutdown_timeout.max(upstream_timeout));
+            let proxy = proxy::Proxy::new(keys.clone(), settings, client, metrics, drain.clone());
             tokio::spawn(keys.watch());
-            bound
+            let all_done = bound
                 .serve(
                     move |req| proxy.clone().handle(req),
-                    appauth_agent::listen::stop_signal(),
+                    appauth_agent::listen::drain_on_signals(
+                        drain.clone(),
+                        std::time::Duration::from_secs(drain_delay),
+                    ),
+                    grace,
                 )
                 .await;
-            tracing::info!("stopped");
+            let (finished, cut) = drain.counts();
+            let cut = cut + drain.in_flight() as u64;
+            if !all_done {
+                tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "the shutdown timeout ended with requests in flight"
+                );
+            }
+            tracing::info!(
+                finished,
+                cut,
+                "stopped: requests finished and cut since the drain began"
+            );
             Ok(())
         }
         Mode::TokenFile {
@@ -190,7 +217,8 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
                 token_file::write_once(&keys, &out)?;
                 return Ok(());
             }
-            serve_admin(run.admin_listen, &keys, &metrics).await?;
+            let drain = Arc::new(appauth_core::drain::Drain::default());
+            serve_admin(run.admin_listen, &keys, &metrics, &drain).await?;
             tracing::info!(app_id = %keys_app(&keys), path = %out.display(), "keeping the token file");
             tokio::select! {
                 () = token_file::keep(keys, out) => {}
@@ -221,6 +249,7 @@ async fn serve_admin(
     listen: Option<Listen>,
     keys: &Arc<Keys>,
     metrics: &Metrics,
+    drain: &Arc<appauth_core::drain::Drain>,
 ) -> anyhow::Result<()> {
     let Some(listen) = listen else { return Ok(()) };
     let bound = listen
@@ -231,6 +260,7 @@ async fn serve_admin(
     let admin = Arc::new(admin::Admin {
         keys: keys.clone(),
         metrics: metrics.clone(),
+        drain: drain.clone(),
     });
     tokio::spawn(bound.serve(
         move |req| {
@@ -238,6 +268,7 @@ async fn serve_admin(
             async move { answer }
         },
         std::future::pending(),
+        std::time::Duration::ZERO,
     ));
     Ok(())
 }

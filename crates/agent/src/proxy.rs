@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use crate::body::{self, Idle, ProxyBody};
 use crate::upstream::{Connector, Target};
 use crate::{Keys, Metrics, error_body};
+use appauth_core::drain::Drain;
 
 /// Request bodies up to this size, of idempotent methods, are read before
 /// sending so they can be sent again after a stale-token 401; larger ones
@@ -49,6 +50,7 @@ pub struct Proxy {
     settings: Settings,
     client: Client<Connector, ProxyBody>,
     metrics: Metrics,
+    drain: Arc<Drain>,
     token_name: HeaderName,
     /// The current token as a header value, made once per token rather
     /// than once per request (a 600-byte value to check and copy).
@@ -62,6 +64,7 @@ impl Proxy {
         settings: Settings,
         client: Client<Connector, ProxyBody>,
         metrics: Metrics,
+        drain: Arc<Drain>,
     ) -> Arc<Self> {
         let token_name = match settings.header {
             TokenHeader::XToken => HeaderName::from_static(appauth_core::TOKEN_HEADER),
@@ -72,6 +75,7 @@ impl Proxy {
             settings,
             client,
             metrics,
+            drain,
             token_name,
             token_value: ArcSwapOption::empty(),
         })
@@ -99,12 +103,19 @@ impl Proxy {
 
     /// Answers one request of the application.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
-        let response = match self.forward(req).await {
+        let in_flight = self.drain.track();
+        let mut response = match self.forward(req).await {
             Ok(r) => r,
             Err(refusal) => refusal.response(),
         };
         self.metrics.request(response.status().as_u16());
-        response
+        if self.drain.is_draining() {
+            // The application's keep-alive connection ends with this answer.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response.map(|body| body::boxed(body::Tracked::new(body, in_flight)))
     }
 
     async fn forward(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Own> {
@@ -186,7 +197,12 @@ impl Proxy {
         match (fresh, replay) {
             (Some(fresh), Some(bytes)) => {
                 headers.insert(self.token_name.clone(), self.token_value(&fresh)?);
-                let again = self.send(request(headers, body::full(bytes))).await?;
+                let body = if bytes.is_empty() {
+                    body::empty()
+                } else {
+                    body::full(bytes)
+                };
+                let again = self.send(request(headers, body)).await?;
                 Ok(self.pass_back(again))
             }
             _ => Ok(self.pass_back(Response::from_parts(head, body::full(refusal)))),

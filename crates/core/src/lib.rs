@@ -37,6 +37,7 @@ mod app_id;
 mod claims;
 mod clock;
 pub mod dangerous;
+pub mod drain;
 mod error;
 pub mod files;
 mod fingerprint;

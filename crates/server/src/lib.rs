@@ -14,6 +14,7 @@
 
 mod check;
 pub mod data;
+pub mod drain;
 mod listen;
 mod logging;
 pub mod proxy;

@@ -90,14 +90,16 @@ pub struct Limits {
 }
 
 /// Starts serving `app` on `listeners` (HTTPS when `tls` is given) on
-/// `workers` threads, with `limits`. Stops on SIGINT or SIGTERM, giving
-/// in-flight requests `shutdown_timeout` seconds.
+/// `workers` threads, with `limits`. Signals are not its business (the
+/// drain handles them, then stops it through its handle); once stopped, it
+/// gives requests in flight `shutdown_timeout`.
 pub fn serve<F, I, S, B>(
     app: F,
     listeners: Vec<TcpListener>,
     tls: Option<rustls::ServerConfig>,
     workers: Option<usize>,
     limits: Limits,
+    shutdown_timeout: Duration,
 ) -> io::Result<Server>
 where
     F: Fn() -> I + Send + Clone + 'static,
@@ -109,7 +111,9 @@ where
     <S::Service as actix_service::Service<Request>>::Future: 'static,
     B: MessageBody + 'static,
 {
-    let mut builder: ServerBuilder = Server::build().shutdown_timeout(10);
+    let mut builder: ServerBuilder = Server::build()
+        .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+        .disable_signals();
     if let Some(n) = workers {
         builder = builder.workers(n);
     }

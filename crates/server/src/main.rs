@@ -80,6 +80,12 @@ struct Args {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "APPAUTH_WORKERS")]
     workers: Option<usize>,
+    /// Seconds to keep serving after SIGTERM (with /readyz 503 and Connection: close) before accepting stops.
+    #[arg(long, env = "APPAUTH_DRAIN_DELAY", default_value_t = appauth_server::drain::DEFAULT_DRAIN_DELAY.as_secs())]
+    drain_delay: u64,
+    /// Seconds requests in flight may take once accepting stops (gateway mode: at least --upstream-timeout).
+    #[arg(long, env = "APPAUTH_SHUTDOWN_TIMEOUT", default_value_t = appauth_server::drain::DEFAULT_SHUTDOWN_TIMEOUT.as_secs())]
+    shutdown_timeout: u64,
     /// Log JSON lines instead of text (the variable takes 1/0, yes/no, true/false, on/off).
     #[arg(long, env = "APPAUTH_LOG_JSON", value_parser = BoolishValueParser::new())]
     log_json: bool,
@@ -352,6 +358,8 @@ fn main() -> ExitCode {
         request_head_timeout: Duration::from_millis(args.request_head_timeout_ms),
         keep_alive: Duration::from_millis(args.keep_alive_ms),
         workers: args.workers,
+        drain_delay: Duration::from_secs(args.drain_delay),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         log_json: args.log_json,
         access_log: args.access_log,
         serve_jwks: args.serve_jwks,

@@ -86,8 +86,16 @@ pub async fn healthz() -> impl Responder {
 
 /// `GET /readyz`: 200 once the gate can accept tokens (the first key load
 /// done and, with Redis, its revocations read); 503 with the reason before.
-pub async fn readyz(store: web::Data<Arc<KeyStore>>, gate: web::Data<Gate>) -> impl Responder {
-    if gate.is_ready() {
+pub async fn readyz(
+    store: web::Data<Arc<KeyStore>>,
+    gate: web::Data<Gate>,
+    drain: web::Data<Arc<crate::drain::Drain>>,
+) -> impl Responder {
+    if drain.is_draining() {
+        // Endpoints drop the pod; /healthz stays 200 so it is not restarted.
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "draining", "reason": "shutting_down" }))
+    } else if gate.is_ready() {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "apps": store.app_count() }))
     } else {
         let reason = if store.is_ready() {

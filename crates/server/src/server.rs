@@ -49,6 +49,12 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
+    /// After SIGTERM, how long to keep accepting and serving (with
+    /// `/readyz` 503) before accepting stops.
+    pub drain_delay: Duration,
+    /// Once accepting stops, how long requests in flight may take (in
+    /// gateway mode never less than `upstream_timeout`).
+    pub shutdown_timeout: Duration,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
     /// Log every accepted request (app, kid, method, path, status, time).
@@ -117,6 +123,8 @@ pub struct State {
     pub serve_jwks: bool,
     /// The `alg` the JWKS route advertises.
     pub jwks_algorithm: routes::JwksAlgorithm,
+    /// Requests in flight, and the drain after SIGTERM.
+    pub drain: Arc<crate::drain::Drain>,
 }
 
 /// The gate as the configuration describes it: what the server starts and
@@ -176,6 +184,7 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         upstream,
         serve_jwks: config.serve_jwks,
         jwks_algorithm: routes::JwksAlgorithm::of(&config.verify.algorithms),
+        drain: Arc::default(),
     })
 }
 
@@ -185,7 +194,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &State) {
     cfg.app_data(web::Data::new(state.store.clone()))
         .app_data(web::Data::new(state.metrics.clone()))
         .app_data(web::Data::new(state.jwks_algorithm))
-        .app_data(web::Data::new(state.gate.gate().clone()));
+        .app_data(web::Data::new(state.gate.gate().clone()))
+        .app_data(web::Data::new(state.drain.clone()));
     if let Some(upstream) = &state.upstream {
         cfg.app_data(web::Data::new(upstream.clone()))
             .app_data(web::Data::new(crate::proxy::client()));
@@ -202,12 +212,16 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
     let app = move || {
         let state = app_state.clone();
         let gate = state.gate.gate().clone();
+        let drain = state.drain.clone();
         App::new()
             .wrap(state.gate.clone())
             // Outermost: a stream past the connection's limit is refused
             // before its token costs anything.
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service as _;
+                // Counted until the last byte of the response is out.
+                let in_flight = drain.track();
+                let drain = drain.clone();
                 let slot = req
                     .conn_data::<crate::listen::StreamSlots>()
                     .map(crate::listen::StreamSlots::take);
@@ -229,7 +243,19 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
                         Err(refusal) => Err(appauth_actix::Rejected(refusal).into()),
                     };
                     drop(slot);
-                    response
+                    match response {
+                        Ok(response) => Ok(response.map_body(|head, body| {
+                            // Draining: keep-alive clients move elsewhere.
+                            if drain.is_draining() {
+                                head.set_connection_type(actix_http::ConnectionType::Close);
+                            }
+                            crate::drain::Tracked::new(body, in_flight)
+                        })),
+                        Err(e) => {
+                            in_flight.finish();
+                            Err(e)
+                        }
+                    }
                 }
             })
             .configure(move |cfg| configure(cfg, &state))
@@ -257,14 +283,28 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    // In gateway mode a request may rightly take the upstream timeout; the
+    // shutdown does not cut it short.
+    let shutdown_timeout = match config.upstream {
+        Some(_) => config.shutdown_timeout.max(config.upstream_timeout),
+        None => config.shutdown_timeout,
+    };
     let server = crate::listen::serve(
         app,
         listeners,
         state.tls.as_ref().map(|t| t.server_config()),
         config.workers,
         limits,
+        shutdown_timeout,
     )
     .map_err(bind_err)?;
+    let handle = server.handle();
+    actix_web::rt::spawn(crate::drain::on_signals(
+        state.drain.clone(),
+        config.drain_delay,
+        shutdown_timeout,
+        move || handle.stop(true),
+    ));
     for addr in addrs {
         match &state.tls {
             Some(_) => tracing::info!("appauth-server listening on https://{addr}"),
@@ -293,6 +333,7 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         "verifying tokens"
     );
     server.await?;
+    crate::drain::log_stopped(&state.drain);
     drop(state);
     tracing::info!("appauth-server stopped");
     Ok(())

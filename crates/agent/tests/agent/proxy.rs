@@ -614,3 +614,83 @@ async fn refusals_remote_listen_missing_key_and_503_while_keyless() {
         1.0
     );
 }
+
+fn signal(proc: &Proc, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &proc.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_proxy_and_a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keypair(dir.path(), "orders");
+    let (upstream, _) = recording_upstream(Reply::Slow(Duration::from_millis(1500)));
+    let mut agent = Agent::proxy("orders", &key, &upstream, &["--drain-delay", "1"]);
+    let client = reqwest::Client::new();
+    let first = tokio::spawn(client.get(format!("{}/slow/1", agent.url)).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&agent.proc, "TERM");
+    let sent = Instant::now();
+    loop {
+        let r = client
+            .get(format!("{}/readyz", agent.admin))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "/readyz never turned 503"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let healthz = client
+        .get(format!("{}/healthz", agent.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+    // Within the drain delay: still forwarded, and told to close.
+    let during = client
+        .get(format!("{}/slow/2", agent.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(during.status(), 200);
+    assert_eq!(during.headers()["connection"], "close");
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 200, "the request in flight at SIGTERM");
+    let status = tokio::task::block_in_place(|| agent.proc.wait_exit(Duration::from_secs(10)))
+        .expect("still running after the drain");
+    assert!(status.success(), "{status}");
+    let logs = agent.proc.logs();
+    for line in [
+        "draining: /readyz answers 503",
+        "drain delay over",
+        "finished=2 cut=0",
+    ] {
+        assert!(logs.contains(line), "no {line:?} in {logs}");
+    }
+
+    let (hung, _) = recording_upstream(Reply::Hang);
+    let mut agent = Agent::proxy("orders", &key, &hung, &["--drain-delay", "30"]);
+    let _stuck = tokio::spawn(client.get(format!("{}/hang", agent.url)).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&agent.proc, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        agent.proc.child.try_wait().unwrap().is_none(),
+        "exited at the first signal"
+    );
+    signal(&agent.proc, "INT");
+    let status = tokio::task::block_in_place(|| agent.proc.wait_exit(Duration::from_secs(2)))
+        .expect("the second signal did not stop it");
+    assert!(!status.success());
+    assert!(agent.proc.logs().contains("second signal: exiting at once"));
+}

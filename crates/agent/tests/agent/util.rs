@@ -201,6 +201,8 @@ pub enum Reply {
     Refuse(&'static str),
     /// Reads the request, then never answers.
     Hang,
+    /// 200 after this long.
+    Slow(Duration),
 }
 
 /// A real HTTP/1.1 server (hyper) that records every request whole,
@@ -256,6 +258,10 @@ pub fn recording_upstream(reply: Reply) -> (String, Arc<Mutex<Vec<Received>>>) {
                                 });
                                 let (status, text) = match reply {
                                     Reply::Ok => (200, format!(r#"{{"read":{read}}}"#)),
+                                    Reply::Slow(d) => {
+                                        tokio::time::sleep(d).await;
+                                        (200, format!(r#"{{"read":{read}}}"#))
+                                    }
                                     Reply::Refuse(reason) => (
                                         401,
                                         format!(

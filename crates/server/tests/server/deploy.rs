@@ -511,6 +511,16 @@ fn kubernetes_manifests_use_the_servers_own_names() {
             "{probe} {path} is not an open route"
         );
     }
+    // The pod is given the whole drain: the delay, then the shutdown timeout.
+    let secs = |var: &str| -> i64 { env.get(var).map_or(i64::MAX, |v| v.parse().unwrap()) };
+    let grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .expect("terminationGracePeriodSeconds");
+    let drain = secs("APPAUTH_DRAIN_DELAY") + secs("APPAUTH_SHUTDOWN_TIMEOUT");
+    assert!(
+        grace > drain,
+        "terminationGracePeriodSeconds {grace} does not cover the drain ({drain} s)"
+    );
     // Each path a variable names lies in a mounted volume of the right source.
     let mounts: Vec<(&str, &str)> = container["volumeMounts"]
         .as_vec()

@@ -6,6 +6,7 @@ mod cache;
 mod cluster;
 mod conformance;
 mod deploy;
+mod drain;
 mod flood;
 mod gateway;
 mod gateways;
