@@ -43,6 +43,11 @@ impl Fingerprint {
         fs::metadata(path).ok().map(|m| Self::of(&m))
     }
 
+    /// The file's modification time, in whole seconds since the epoch.
+    pub fn modified_secs(&self) -> i64 {
+        i64::try_from(self.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(i64::MAX)
+    }
+
     /// The fingerprint of a file's metadata (taken with `fs::metadata`).
     pub fn of(meta: &fs::Metadata) -> Self {
         #[cfg(unix)]

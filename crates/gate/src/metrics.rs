@@ -33,6 +33,18 @@ pub(crate) struct KeyLabels {
     pub kid: String,
 }
 
+/// Labels of `appauth_key_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KeyInfoLabels {
+    /// The app whose bundle holds the key.
+    pub app: String,
+    /// The key.
+    pub kid: String,
+    /// `true` for the last key of the app's bundle (the one `rotate` added
+    /// last), `false` for the others.
+    pub newest: &'static str,
+}
+
 /// Labels of `appauth_config_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ConfigLabels {
@@ -107,6 +119,13 @@ pub struct Metrics {
     in_flight: Family<AppLabels, Gauge>,
     in_flight_by_app: parking_lot::RwLock<std::collections::HashMap<Box<str>, Gauge>>,
     config_info: Family<ConfigLabels, Gauge>,
+    key_info: Family<KeyInfoLabels, Gauge>,
+    key_first_seen: Family<KeyLabels, Gauge>,
+    key_not_after: Family<KeyLabels, Gauge>,
+    app_newest_key_first_seen: Family<AppLabels, Gauge>,
+    /// When each loaded key was first seen, and the series last set: the
+    /// loader's state, so each reload sets exactly the keys it holds.
+    key_lifecycle: parking_lot::Mutex<KeyLifecycle>,
     config_versions: parking_lot::Mutex<Vec<(&'static str, String)>>,
     config_reload_errors: Family<FileLabels, Counter>,
     /// With Redis: 1 for the mode this replica is in, 0 for the other.
@@ -140,6 +159,15 @@ pub struct Metrics {
         allow(dead_code, reason = "counted by the Redis link")
     )]
     pub(crate) shared_revocation_rules: Gauge,
+}
+
+/// What the key lifecycle series were last set from.
+#[derive(Debug, Default)]
+pub(crate) struct KeyLifecycle {
+    loaded_once: bool,
+    first_seen: std::collections::HashMap<(String, String), i64>,
+    info: Vec<KeyInfoLabels>,
+    apps: Vec<AppLabels>,
 }
 
 impl Default for Metrics {
@@ -246,6 +274,30 @@ impl Metrics {
             "Requests held upstream by app (gateway mode), against its concurrency",
             in_flight.clone(),
         );
+        let key_info = Family::<KeyInfoLabels, Gauge>::default();
+        registry.register(
+            "key_info",
+            "1 for each key loaded, by app and kid; newest=true for the last key of the app's bundle",
+            key_info.clone(),
+        );
+        let key_first_seen = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "key_first_seen_timestamp_seconds",
+            "When this server first loaded the key (for keys loaded at start: its file's modification time)",
+            key_first_seen.clone(),
+        );
+        let key_not_after = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "key_not_after_timestamp_seconds",
+            "For keys from X.509 certificates: the certificate's notAfter",
+            key_not_after.clone(),
+        );
+        let app_newest_key_first_seen = Family::<AppLabels, Gauge>::default();
+        registry.register(
+            "app_newest_key_first_seen_timestamp_seconds",
+            "When the newest key of the app's bundle was first seen: the app's last rotation (time() minus this is its age)",
+            app_newest_key_first_seen.clone(),
+        );
         let config_info = Family::<ConfigLabels, Gauge>::default();
         registry.register(
             "config_info",
@@ -318,6 +370,11 @@ impl Metrics {
             in_flight,
             in_flight_by_app: parking_lot::RwLock::new(std::collections::HashMap::new()),
             config_info,
+            key_info,
+            key_first_seen,
+            key_not_after,
+            app_newest_key_first_seen,
+            key_lifecycle: parking_lot::Mutex::new(KeyLifecycle::default()),
             config_versions: parking_lot::Mutex::new(Vec::new()),
             config_reload_errors,
             shared_state_mode,
@@ -395,7 +452,98 @@ impl Metrics {
             self.keys_loaded.set(keys as i64);
             self.reloads.inc();
             self.retain_keys(|app, kid| store.holds(app, kid));
+            self.key_lifecycle(
+                &store.loaded_bundles(),
+                appauth_core::Clock::now(&appauth_core::SystemClock),
+            );
         }
+    }
+
+    /// Sets the key lifecycle series to the keys loaded now, at `now`: a
+    /// key keeps the first-seen time it had; a new one gets `now`, except in
+    /// the first load, where the best bound is its file's modification time
+    /// (a rotation appends to the bundle, so that is when the newest key
+    /// arrived). Series of keys that left are removed, so the label set
+    /// stays bounded by the keys directory.
+    pub(crate) fn key_lifecycle(
+        &self,
+        files: &[(
+            appauth_core::AppId,
+            i64,
+            std::sync::Arc<[appauth_core::PublicKey]>,
+        )],
+        now: i64,
+    ) {
+        let mut state = self.key_lifecycle.lock();
+        let first_load = !state.loaded_once;
+        state.loaded_once = true;
+        let mut seen = std::collections::HashMap::new();
+        let mut info = Vec::new();
+        let mut apps = Vec::new();
+        for (app, modified, keys) in files {
+            let mut newest_first_seen = None;
+            for (i, key) in keys.iter().enumerate() {
+                let id = (app.to_string(), key.kid().to_string());
+                let first = state.first_seen.get(&id).copied().unwrap_or(if first_load {
+                    *modified
+                } else {
+                    now
+                });
+                let newest = i + 1 == keys.len();
+                if newest {
+                    newest_first_seen = Some(first);
+                }
+                info.push(KeyInfoLabels {
+                    app: id.0.clone(),
+                    kid: id.1.clone(),
+                    newest: if newest { "true" } else { "false" },
+                });
+                let labels = KeyLabels {
+                    app: id.0.clone(),
+                    kid: id.1.clone(),
+                };
+                self.key_first_seen.get_or_create(&labels).set(first);
+                if let Some(t) = key.not_after() {
+                    self.key_not_after.get_or_create(&labels).set(t);
+                }
+                seen.insert(id, first);
+            }
+            if let Some(first) = newest_first_seen {
+                let labels = AppLabels {
+                    app: app.to_string(),
+                };
+                self.app_newest_key_first_seen
+                    .get_or_create(&labels)
+                    .set(first);
+                apps.push(labels);
+            }
+        }
+        for (app, kid) in state.first_seen.keys() {
+            if !seen.contains_key(&(app.clone(), kid.clone())) {
+                let labels = KeyLabels {
+                    app: app.clone(),
+                    kid: kid.clone(),
+                };
+                self.key_first_seen.remove(&labels);
+                self.key_not_after.remove(&labels);
+            }
+        }
+        for labels in state.info.drain(..) {
+            if !info.contains(&labels) {
+                self.key_info.remove(&labels);
+            }
+        }
+        for labels in &info {
+            self.key_info.get_or_create(labels).set(1);
+        }
+        for labels in state.apps.drain(..) {
+            if !apps.contains(&labels) {
+                self.app_newest_key_first_seen.remove(&labels);
+            }
+        }
+        state.first_seen = seen;
+        state.info = info;
+        state.apps = apps;
     }
 
     /// Counts one accepted request (`accepted`/`none`).
@@ -534,6 +682,137 @@ impl Collector for RsaVerifications {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of the one line of `text` that starts with `appauth_` and
+    /// `prefix`.
+    fn line(text: &str, prefix: &str) -> Option<i64> {
+        text.lines().find_map(|l| {
+            l.strip_prefix("appauth_")?
+                .strip_prefix(prefix)?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    #[test]
+    fn key_lifecycle_series_follow_a_rotation_and_a_retirement() {
+        use appauth_core::{Algorithm, AppId, PrivateKey, PublicKey, parse_public_bundle};
+        let bundle = |keys: &[&PrivateKey]| -> std::sync::Arc<[PublicKey]> {
+            let pem: String = keys.iter().map(|k| k.public_key_pem().unwrap()).collect();
+            parse_public_bundle(pem.as_bytes(), 0, &[Algorithm::RS512])
+                .unwrap()
+                .into()
+        };
+        let (old, new) = (
+            PrivateKey::generate(2048).unwrap(),
+            PrivateKey::generate(2048).unwrap(),
+        );
+        let (o, n) = (old.kid().as_str(), new.kid().as_str());
+        let app = AppId::new("orders").unwrap();
+        let m = Metrics::new();
+        // Loaded at start: the file's modification time is the best bound.
+        m.key_lifecycle(&[(app.clone(), 1_000, bundle(&[&old]))], 5_000);
+        let t = m.render();
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{o}"}}"#)
+            ),
+            Some(1_000)
+        );
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_info{{app="orders",kid="{o}",newest="true"}}"#)
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            line(
+                &t,
+                r#"app_newest_key_first_seen_timestamp_seconds{app="orders"}"#
+            ),
+            Some(1_000)
+        );
+        // Rotated while running: the new key is first seen now, the old
+        // keeps its time and is no longer the newest.
+        m.key_lifecycle(&[(app.clone(), 6_000, bundle(&[&old, &new]))], 6_001);
+        let t = m.render();
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{o}"}}"#)
+            ),
+            Some(1_000)
+        );
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{n}"}}"#)
+            ),
+            Some(6_001)
+        );
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_info{{app="orders",kid="{o}",newest="false"}}"#)
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_info{{app="orders",kid="{o}",newest="true"}}"#)
+            ),
+            None
+        );
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_info{{app="orders",kid="{n}",newest="true"}}"#)
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            line(
+                &t,
+                r#"app_newest_key_first_seen_timestamp_seconds{app="orders"}"#
+            ),
+            Some(6_001)
+        );
+        // Retired: its series go; an app that leaves takes its own along.
+        m.key_lifecycle(&[(app.clone(), 7_000, bundle(&[&new]))], 7_001);
+        let t = m.render();
+        assert!(!t.contains(o), "the retired key is still in {t}");
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{n}"}}"#)
+            ),
+            Some(6_001)
+        );
+        m.key_lifecycle(&[], 8_000);
+        let t = m.render();
+        assert!(!t.contains("orders"), "{t}");
+        // A certificate's notAfter.
+        let cert = std::fs::read(appauth_testkit::fixture_path("keys/node-app_cert.pem")).unwrap();
+        let keys: std::sync::Arc<[PublicKey]> =
+            parse_public_bundle(&cert, 1_900_000_000, &[Algorithm::RS512])
+                .unwrap()
+                .into();
+        let kid = keys[0].kid().to_string();
+        m.key_lifecycle(&[(AppId::new("node-app").unwrap(), 9_000, keys)], 9_001);
+        let t = m.render();
+        // notAfter=Oct 30 16:32:10 2126 GMT
+        assert_eq!(
+            line(
+                &t,
+                &format!(r#"key_not_after_timestamp_seconds{{app="node-app",kid="{kid}"}}"#)
+            ),
+            Some(4_949_051_530)
+        );
+    }
 
     #[test]
     fn per_key_counters_are_shared_kept_apart_by_app_and_dropped_with_their_key() {

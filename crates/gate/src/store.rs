@@ -235,6 +235,20 @@ impl KeyStore {
         report
     }
 
+    /// Every key file that loaded: its app, its modification time (seconds
+    /// since the epoch) and its keys in file order. For the key lifecycle
+    /// metrics; the loader's own state, never read by a request.
+    pub fn loaded_bundles(&self) -> Vec<(AppId, i64, Arc<[PublicKey]>)> {
+        self.files
+            .lock()
+            .values()
+            .filter_map(|f| {
+                let keys = f.keys.clone()?;
+                Some((f.app.clone(), f.fingerprint.modified_secs(), keys))
+            })
+            .collect()
+    }
+
     /// Whether `app` currently holds the key `kid` (in date or not): which
     /// per-key metric series still belong to the keys directory.
     pub fn holds(&self, app: &str, kid: &str) -> bool {

@@ -102,3 +102,98 @@ async fn a_rotation_then_an_early_retirement_fails_no_call() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// `/metrics` lines that start with `prefix`, and their values.
+async fn series(url: &str, prefix: &str) -> Vec<(String, f64)> {
+    crate::util::metrics_text(url)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn key_lifecycle_metrics_date_a_rotation_and_forget_a_retired_key() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = KeyDirs {
+        private: root.path().join("private"),
+        public: root.path().join("keys"),
+        private_per_app: false,
+    };
+    let app = AppId::new("orders").unwrap();
+    let made = appauth_keygen::generate(std::slice::from_ref(&app), 2048, &dirs, Existing::Refuse)
+        .unwrap();
+    let old_kid = made[0].kid.clone().unwrap();
+    let bundle = dirs.public.join("orders_public.pem");
+    let modified = std::fs::metadata(&bundle)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    let server = Server::start(&dirs.public, &[]);
+    // At start the only key is the newest, dated by its file.
+    let info = series(&server.url, "appauth_key_info{").await;
+    assert_eq!(
+        info,
+        [(
+            format!(r#"appauth_key_info{{app="orders",kid="{old_kid}",newest="true"}}"#),
+            1.0
+        )]
+    );
+    let newest = series(
+        &server.url,
+        "appauth_app_newest_key_first_seen_timestamp_seconds{",
+    )
+    .await;
+    assert_eq!(newest[0].1, modified);
+
+    let rotated = appauth_keygen::rotate(&app, 2048, &dirs, false).unwrap();
+    let new_kid = rotated.kid.unwrap();
+    let started = crate::now() as f64;
+    let flipped = crate::util::eventually(Duration::from_secs(5), || async {
+        series(&server.url, "appauth_key_info{").await.len() == 2
+    })
+    .await;
+    assert!(flipped.is_some(), "the rotation never reached the metrics");
+    let info: Vec<String> = series(&server.url, "appauth_key_info{")
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        info.contains(&format!(
+            r#"appauth_key_info{{app="orders",kid="{old_kid}",newest="false"}}"#
+        )),
+        "{info:?}"
+    );
+    assert!(
+        info.contains(&format!(
+            r#"appauth_key_info{{app="orders",kid="{new_kid}",newest="true"}}"#
+        )),
+        "{info:?}"
+    );
+    let newest = series(
+        &server.url,
+        "appauth_app_newest_key_first_seen_timestamp_seconds{",
+    )
+    .await;
+    assert!(
+        (newest[0].1 - started).abs() <= 5.0,
+        "{newest:?} vs {started}"
+    );
+
+    appauth_keygen::retire(&app, old_kid.as_str(), &dirs, false, false).unwrap();
+    let gone = crate::util::eventually(Duration::from_secs(5), || async {
+        !crate::util::metrics_text(&server.url)
+            .await
+            .contains(old_kid.as_str())
+    })
+    .await;
+    assert!(gone.is_some(), "the retired key's series stayed");
+}
