@@ -13,6 +13,7 @@ python3 -c "import jwt, cryptography" 2>/dev/null \
 # Callers in other languages: Node 20+ (built-in fetch) and its
 # jsonwebtoken for the README's signing snippet, and a JDK for Java's
 # HttpClient through the agent.
+command -v promtool >/dev/null || { echo "the tests need promtool (apt-get install prometheus): the alert rules are tested with it"; exit 1; }
 command -v node >/dev/null || { echo "the tests need node 20 or later (the agent's Node caller and the README's Node snippet)"; exit 1; }
 command -v java >/dev/null || { echo "the tests need a JDK (apt-get install default-jdk-headless): Java's HttpClient calls through the agent"; exit 1; }
 [ -d tests/interop/node/node_modules/jsonwebtoken ] \

@@ -860,3 +860,88 @@ fn the_sentinel_overlay_changes_only_the_redis_url() {
     );
     assert!(!err.contains(":pw@"), "the password is printed: {err}");
 }
+
+/// Runs promtool (Debian's `prometheus` package; `.ci/run` installs it).
+fn promtool(args: &[&str]) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .expect("promtool (apt-get install prometheus; .ci/run installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_own_cases() {
+    let checked = promtool(&["check", "rules", "alerts.yaml"]);
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
+    let tested = promtool(&["test", "rules", "alerts.test.yaml"]);
+    println!("{tested}");
+    assert!(tested.contains("SUCCESS"), "{tested}");
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let load = |rel: &str| {
+        yaml_rust2::YamlLoader::load_from_str(&fs::read_to_string(root.join(rel)).unwrap())
+            .unwrap()
+            .remove(0)
+    };
+    let alerts = load("deploy/prometheus/alerts.yaml");
+    let rule = load("deploy/kubernetes/monitoring/prometheus-rule.yaml");
+    assert_eq!(rule["kind"].as_str(), Some("PrometheusRule"));
+    assert_eq!(
+        alerts["groups"], rule["spec"]["groups"],
+        "the PrometheusRule differs from alerts.yaml"
+    );
+
+    // Each alert has a summary and a runbook line, and fires and does not
+    // fire in the cases.
+    let tests = load("deploy/prometheus/alerts.test.yaml");
+    let cases: Vec<(&str, bool)> = tests["tests"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_vec().unwrap())
+        .map(|c| {
+            let fires = !c["exp_alerts"].as_vec().unwrap().is_empty();
+            (c["alertname"].as_str().unwrap(), fires)
+        })
+        .collect();
+    let metrics_src = fs::read_to_string(root.join("crates/gate/src/metrics.rs")).unwrap();
+    for rule in alerts["groups"][0]["rules"].as_vec().unwrap() {
+        let name = rule["alert"].as_str().unwrap();
+        for a in ["summary", "runbook"] {
+            assert!(
+                rule["annotations"][a]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{name}: no {a}"
+            );
+        }
+        assert!(
+            cases.contains(&(name, true)),
+            "{name} has no case that fires"
+        );
+        assert!(
+            cases.contains(&(name, false)),
+            "{name} has no case that does not fire"
+        );
+        // Every metric it reads is one the server registers.
+        let expr = rule["expr"].as_str().unwrap();
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(metric) = word.strip_prefix("appauth_") {
+                let family = metric.strip_suffix("_total").unwrap_or(metric);
+                assert!(
+                    metrics_src.contains(&format!("\"{family}\"")),
+                    "{name} reads {word}, which the server does not export"
+                );
+            }
+        }
+    }
+}
