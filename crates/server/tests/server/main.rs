@@ -5,6 +5,7 @@ mod access;
 mod cache;
 mod cluster;
 mod conformance;
+mod dashboard;
 mod deploy;
 mod drain;
 mod flood;
