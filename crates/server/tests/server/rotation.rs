@@ -13,18 +13,25 @@ use appauth_keygen::{Existing, KeyDirs};
 
 use crate::util::Server;
 
-#[tokio::test]
-async fn a_rotation_then_an_early_retirement_fails_no_call() {
-    let root = tempfile::tempdir().unwrap();
+/// Keys for `orders` made by appauth-keygen under `root` (public in
+/// `keys/`, private in `private/`): the directories, the app, its kid.
+fn orders_from_keygen(root: &std::path::Path) -> (KeyDirs, AppId, appauth_core::Kid) {
     let dirs = KeyDirs {
-        private: root.path().join("private"),
-        public: root.path().join("keys"),
+        private: root.join("private"),
+        public: root.join("keys"),
         private_per_app: false,
     };
     let app = AppId::new("orders").unwrap();
     let made = appauth_keygen::generate(std::slice::from_ref(&app), 2048, &dirs, Existing::Refuse)
         .unwrap();
-    let old_kid = made[0].kid.clone().unwrap();
+    let kid = made[0].kid.clone().unwrap();
+    (dirs, app, kid)
+}
+
+#[tokio::test]
+async fn a_rotation_then_an_early_retirement_fails_no_call() {
+    let root = tempfile::tempdir().unwrap();
+    let (dirs, app, old_kid) = orders_from_keygen(root.path());
     // The old private key, as a leaked copy would be: rotate deletes its own.
     let old_private = std::fs::read(dirs.private_path(&app)).unwrap();
     let server = Server::start(&dirs.public, &[]);
@@ -119,15 +126,7 @@ async fn series(url: &str, prefix: &str) -> Vec<(String, f64)> {
 #[tokio::test]
 async fn key_lifecycle_metrics_date_a_rotation_and_forget_a_retired_key() {
     let root = tempfile::tempdir().unwrap();
-    let dirs = KeyDirs {
-        private: root.path().join("private"),
-        public: root.path().join("keys"),
-        private_per_app: false,
-    };
-    let app = AppId::new("orders").unwrap();
-    let made = appauth_keygen::generate(std::slice::from_ref(&app), 2048, &dirs, Existing::Refuse)
-        .unwrap();
-    let old_kid = made[0].kid.clone().unwrap();
+    let (dirs, app, old_kid) = orders_from_keygen(root.path());
     let bundle = dirs.public.join("orders_public.pem");
     let modified = std::fs::metadata(&bundle)
         .unwrap()
