@@ -747,3 +747,33 @@ impl Received {
         all.first().copied()
     }
 }
+
+/// Sends signal `name` (`TERM`, `INT`, ...) to process `pid`, as a
+/// supervisor would, with `kill(1)`.
+pub fn send_signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill(1)")
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+/// Waits up to `within` for `child` to exit by itself: its status and how
+/// long it took. A short pause after the exit lets a thread reading its
+/// stderr take the last lines.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> Option<(std::process::ExitStatus, std::time::Duration)> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if let Ok(Some(status)) = child.try_wait() {
+            let took = started.elapsed();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            return Some((status, took));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{
     AGENT, Agent, Proc, Reply, Server, claims, dead_port, key_dirs, keypair, recording_upstream,
-    rss_kib,
+    rss_kib, status_of,
 };
 
 /// One request on a fresh connection, bytes as given; the status and the
@@ -547,21 +547,8 @@ async fn refusals_remote_listen_missing_key_and_503_while_keyless() {
     let later = dir.path().join("later_private.pem");
     let agent = Agent::proxy("orders", &later, &upstream, &["--wait-for-key"]);
     let client = reqwest::Client::new();
-    let ready = client
-        .get(format!("{}/readyz", agent.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    assert_eq!(
-        client
-            .get(format!("{}/healthz", agent.admin))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&format!("{}/readyz", agent.admin)).await, 503);
+    assert_eq!(status_of(&format!("{}/healthz", agent.admin)).await, 200);
     let resp = client.get(format!("{}/x", agent.url)).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
@@ -589,15 +576,7 @@ async fn refusals_remote_listen_missing_key_and_503_while_keyless() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        client
-            .get(format!("{}/readyz", agent.admin))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&format!("{}/readyz", agent.admin)).await, 200);
     // The key becoming unreadable later keeps the last good key, logged once.
     std::fs::write(&later, "truncated").unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -616,12 +595,7 @@ async fn refusals_remote_listen_missing_key_and_503_while_keyless() {
 }
 
 fn signal(proc: &Proc, name: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &proc.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name}");
+    appauth_testkit::send_signal(proc.child.id(), name);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,12 +624,7 @@ async fn sigterm_drains_the_proxy_and_a_second_signal_exits_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let healthz = client
-        .get(format!("{}/healthz", agent.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(healthz.status(), 200);
+    assert_eq!(status_of(&format!("{}/healthz", agent.admin)).await, 200);
     // Within the drain delay: still forwarded, and told to close.
     let during = client
         .get(format!("{}/slow/2", agent.url))

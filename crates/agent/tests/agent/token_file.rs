@@ -188,3 +188,46 @@ fn once_writes_one_token_and_exits_and_refuses_what_it_cannot_do() {
     assert!(String::from_utf8_lossy(&failed.stderr).contains("gone.pem"));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), token);
 }
+
+#[test]
+fn relative_paths_from_its_own_working_directory_are_followed_through_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    keypair(dir.path(), "cron");
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    // Relative to the agent's working directory, which is not the test's.
+    let mut cmd = std::process::Command::new(AGENT);
+    cmd.current_dir(dir.path()).args([
+        "token-file",
+        "--app-id",
+        "cron",
+        "--key",
+        "private/cron_private.pem",
+        "--out",
+        "run/token",
+    ]);
+    let agent = Proc::spawn(cmd);
+    let out = dir.path().join("run/token");
+    let read_kid = || std::fs::read_to_string(&out).ok().map(|t| header_kid(&t));
+    let started = Instant::now();
+    while read_kid().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no token: {}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = read_kid().unwrap();
+    let app = appauth_core::AppId::new("cron").unwrap();
+    let rotated = appauth_keygen::rotate(&app, 2048, &key_dirs(dir.path()), false).unwrap();
+    let new_kid = rotated.kid.unwrap().to_string();
+    assert_ne!(before, new_kid);
+    let started = Instant::now();
+    while read_kid().as_deref() != Some(new_kid.as_str()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the rotation never reached run/token"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

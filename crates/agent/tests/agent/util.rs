@@ -69,16 +69,7 @@ impl Proc {
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(50));
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        appauth_testkit::wait_exit(&mut self.child, within).map(|(status, _)| status)
     }
 }
 
@@ -165,6 +156,11 @@ impl Agent {
             .find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {line_prefix} in {text}"))
     }
+}
+
+/// The status of `GET url`.
+pub async fn status_of(url: &str) -> u16 {
+    reqwest::get(url).await.unwrap().status().as_u16()
 }
 
 /// An app's keypair from appauth-keygen: public key in `<dir>/keys`, private

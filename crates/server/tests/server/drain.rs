@@ -14,26 +14,11 @@ use crate::{claims_for, forge};
 const DRAIN: &[&str] = &["--drain-delay", "1", "--shutdown-timeout", "5"];
 
 fn signal(server: &Server, name: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &server.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name}");
+    appauth_testkit::send_signal(server.pid(), name);
 }
 
 fn wait_exit(server: &mut Server, within: Duration) -> Option<(ExitStatus, Duration)> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            let took = started.elapsed();
-            // The last log lines are still in the pipe.
-            std::thread::sleep(Duration::from_millis(100));
-            return Some((status, took));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+    appauth_testkit::wait_exit(&mut server.child, within)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

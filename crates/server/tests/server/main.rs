@@ -504,11 +504,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     add_app(dir.path(), "a");
     let mut server = Server::start(dir.path(), &[]);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    appauth_testkit::send_signal(server.pid(), "TERM");
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
