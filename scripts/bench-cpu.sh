@@ -13,6 +13,10 @@
 # hit); (c) cold: 10,000 distinct 2048-bit tokens, cache off, one RSA
 # verification each. (d)-(f): the same three against the axum example
 # (crates/tower/examples/axum-api.rs, the tower adapter) on one tokio worker.
+# (g), (h): (b) and (c) with traces on, a span per decision exported over
+# OTLP/HTTP to a sink on loopback (scripts/bench/otlp-sink.py); (b) and (c)
+# are the same binary with traces off. The batch exporter's thread is the
+# server's too, so its CPU is counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench/lib.sh
@@ -46,7 +50,14 @@ start_axum axum-warm
 AXUM_PID=$PID AXUM_URL=$URL
 start_axum axum-cold --token-cache-mb 0
 AXUM_COLD_PID=$PID AXUM_COLD_URL=$URL
-A=() B=() C=() D=() E=() F=() OSSL=()
+SINK_PORT=$(free_port)
+python3 scripts/bench/otlp-sink.py "$SINK_PORT" "$work/spans" &
+pids+=("$!")
+start_server traced-warm --workers 1 --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
+TRACED_PID=$PID TRACED_URL=$URL
+start_server traced-cold --workers 1 --token-cache-mb 0 --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
+TRACED_COLD_PID=$PID TRACED_COLD_URL=$URL
+A=() B=() C=() D=() E=() F=() G=() H=() OSSL=()
 for _ in $(seq 1 "$ROUNDS"); do
   A+=("$(measure "$WARM_PID" "$WARM_URL" /healthz)")
   B+=("$(measure "$WARM_PID" "$WARM_URL" /ping "$work/warm.txt")")
@@ -54,14 +65,19 @@ for _ in $(seq 1 "$ROUNDS"); do
   D+=("$(measure "$AXUM_PID" "$AXUM_URL" /healthz)")
   E+=("$(measure "$AXUM_PID" "$AXUM_URL" /ping "$work/warm.txt")")
   F+=("$(measure "$AXUM_COLD_PID" "$AXUM_COLD_URL" /ping "$work/cold.txt")")
+  G+=("$(measure "$TRACED_PID" "$TRACED_URL" /ping "$work/warm.txt")")
+  H+=("$(measure "$TRACED_COLD_PID" "$TRACED_COLD_URL" /ping "$work/cold.txt")")
   OSSL+=("$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}')")
 done
 join() { local IFS=';'; echo "$*"; }
+sleep 1 # the last batch (the exporter sends every 5 s, or each 512 spans)
 
 python3 - "$BIN" "$(join "${OSSL[@]}")" "$(join "${A[@]}")" "$(join "${B[@]}")" "$(join "${C[@]}")" \
-  "$(join "${D[@]}")" "$(join "${E[@]}")" "$(join "${F[@]}")" <<'PY'
+  "$(join "${D[@]}")" "$(join "${E[@]}")" "$(join "${F[@]}")" "$(join "${G[@]}")" "$(join "${H[@]}")" \
+  "$(cat "$work/spans" 2>/dev/null || echo 0)" <<'PY'
 import statistics, sys
 binary, ossl, *runs = sys.argv[1:]
+exported = int(runs.pop())
 verify_us = statistics.median(1e6 / float(v) for v in ossl.split(";"))
 def median_row(run):
     rows = [r.split() for r in run.split(";")]
@@ -69,7 +85,8 @@ def median_row(run):
     return f"{us} {sum(int(r[1]) for r in rows)} {statistics.median(int(r[2]) for r in rows)}"
 rows = [median_row(r) for r in runs]
 names = ["(a) GET /healthz, no token", "(b) warm GET /ping, one token", "(c) cold GET /ping, 2048-bit, cache off",
-         "(d) axum-api GET /healthz, no token", "(e) axum-api warm GET /ping", "(f) axum-api cold GET /ping, cache off"]
+         "(d) axum-api GET /healthz, no token", "(e) axum-api warm GET /ping", "(f) axum-api cold GET /ping, cache off",
+         "(g) (b) with traces on", "(h) (c) with traces on"]
 print(f"binary: {binary}; each row the median of {len(runs[0].split(';'))} interleaved runs")
 print("| run | server CPU us/request | requests | req/s |")
 print("|---|---:|---:|---:|")
@@ -78,11 +95,14 @@ for name, row in zip(names, rows):
     us, n, rps = row.split()
     vals.append(float(us))
     print(f"| {name} | {float(us):.2f} | {int(n):,} | {int(float(rps)):,} |")
-a, b, c, d, e, f = vals
+a, b, c, d, e, f, g, h = vals
+traced = sum(int(r.split()[1]) for r in rows[6:])
 print()
 print(f"openssl verify, one 2048-bit operation: {verify_us:.2f} us (median, same run)")
 print(f"actix: warm gate cost (b)-(a): {b - a:.2f} us; cold (c) vs floor (a)+openssl verify: "
       f"{c:.2f} / {a + verify_us:.2f} = {c / (a + verify_us):.2f}x")
 print(f"tower: warm gate cost (e)-(d): {e - d:.2f} us (target <= 1 us); cold (f) vs floor (d)+openssl verify: "
       f"{f:.2f} / {d + verify_us:.2f} = {f / (d + verify_us):.2f}x (target <= 1.3x)")
+print(f"traces: on costs {g - b:.2f} us warm ((g)-(b)) and {h - c:.2f} us cold ((h)-(c)); "
+      f"{exported:,} spans reached the sink for {traced:,} traced requests")
 PY

@@ -11,6 +11,8 @@
 #   # and by source file (crate), inlined code included, from a build with
 #   # line tables in its own target directory:
 #   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=target/profile scripts/profile-cold.sh
+#   # another build's server, for an A/B (keygen and tokens stay this tree's):
+#   APPAUTH_BIN=/other/target/release scripts/profile-cold.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +21,7 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 cargo build --release -q -p appauth-server -p appauth-keygen --bins
 cargo build --release -q -p appauth-client --example mint-tokens
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+SERVER=${APPAUTH_BIN:-$BIN}/appauth-server
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/keys" "$work/private"
@@ -29,7 +32,7 @@ profile() { # profile NAME PATH [TOKENS] -> callgrind.out.NAME
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.$1" --dump-instr=no \
-    "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" --workers 1 \
+    "$SERVER" --keys-dir "$work/keys" --bind "127.0.0.1:$port" --workers 1 \
     --token-cache-mb 0 >"$work/$1.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

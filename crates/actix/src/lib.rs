@@ -277,7 +277,12 @@ where
             path: req.path(),
             headers: &ActixHeaders(req.headers()),
         };
-        let caller = match self.gate.authenticate(&head) {
+        let decision = self.gate.decide(&head);
+        if let Some(trace) = decision.trace {
+            // A proxying handler forwards it (`appauth_gate::TRACEPARENT`).
+            req.extensions_mut().insert(trace);
+        }
+        let caller = match decision.result {
             Ok(Admission::Exempt) => None,
             Ok(Admission::Caller(verified)) => Some(verified),
             Err(refusal) => {

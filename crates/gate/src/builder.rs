@@ -90,6 +90,7 @@ pub struct Builder<G = Gate> {
     extra: Vec<Arc<dyn Reloadable>>,
     clock: Arc<dyn Clock>,
     metrics: Option<Arc<Metrics>>,
+    tracer: Option<Arc<dyn crate::DecisionTracer>>,
     #[cfg(feature = "redis")]
     redis: Option<crate::shared::RedisConfig>,
     output: PhantomData<fn() -> G>,
@@ -137,6 +138,7 @@ impl<G> Builder<G> {
             extra: Vec::new(),
             clock: Arc::new(SystemClock),
             metrics: None,
+            tracer: None,
             #[cfg(feature = "redis")]
             redis: None,
             output: PhantomData,
@@ -239,6 +241,13 @@ impl<G> Builder<G> {
         self
     }
 
+    /// Hands every decision about a caller to `tracer`, for trace spans
+    /// (see [`Gate::with_tracer`]). Default: none, at no cost.
+    pub fn tracer(mut self, tracer: Arc<dyn crate::DecisionTracer>) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
     /// Uses another clock (tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -338,6 +347,9 @@ impl<G> Builder<G> {
         .access_log(self.access_log);
         if self.cache_bytes > 0 {
             gate = gate.with_cache(Arc::new(TokenCache::new(self.cache_bytes)));
+        }
+        if let Some(tracer) = self.tracer {
+            gate = gate.with_tracer(tracer);
         }
         Ok(G::from(gate))
     }

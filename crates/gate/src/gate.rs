@@ -1,7 +1,7 @@
 //! The engine: one synchronous decision per request head.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use appauth_core::{KeyProvider, Verified, Verifier};
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +14,7 @@ use crate::refusal_log::RefusalLog;
 use crate::request::{RequestHead, extract_token};
 use crate::route_pattern::RoutePattern;
 use crate::store::KeyStore;
+use crate::trace::{Decision, DecisionRecord, DecisionTracer, Trail};
 use crate::watcher::WatcherHandle;
 
 /// A key source the gate can use: keys plus a readiness flag.
@@ -75,6 +76,7 @@ struct State {
     exempt: Vec<RoutePattern>,
     access_log: bool,
     refusals: Arc<RefusalLog>,
+    tracer: Option<Arc<dyn DecisionTracer>>,
     /// The watched store and its watcher, when built from a directory: the
     /// watcher stops when the last clone of the gate is dropped.
     store: Option<(Arc<KeyStore>, Arc<WatcherHandle>)>,
@@ -89,6 +91,7 @@ impl std::fmt::Debug for Gate {
             .field("cache", &s.cache)
             .field("exempt", &s.exempt)
             .field("access_log", &s.access_log)
+            .field("tracer", &s.tracer.is_some())
             .field("store", &s.store.as_ref().map(|(store, _)| store))
             .finish_non_exhaustive()
     }
@@ -108,6 +111,7 @@ impl Gate {
                 exempt: Vec::new(),
                 access_log: false,
                 refusals: Arc::new(RefusalLog::default()),
+                tracer: None,
                 store: None,
             }),
         }
@@ -163,6 +167,12 @@ impl Gate {
         self.rebuild(|s| s.access_log = on)
     }
 
+    /// Hands every decision about a caller to `tracer` (docs/spec.md §13):
+    /// [`Gate::decide`] then answers the `traceparent` it returns.
+    pub fn with_tracer(self, tracer: Arc<dyn DecisionTracer>) -> Self {
+        self.rebuild(|s| s.tracer = Some(tracer))
+    }
+
     fn rebuild(self, change: impl FnOnce(&mut State)) -> Self {
         let mut state = State::clone(&self.state);
         change(&mut state);
@@ -200,6 +210,51 @@ impl Gate {
     /// metrics and logs a refusal (at most one line per reason a second).
     /// Synchronous and free of I/O.
     pub fn authenticate(&self, head: &RequestHead<'_>) -> Result<Admission, Refusal> {
+        self.decide(head).result
+    }
+
+    /// [`Gate::authenticate`], and the trace context the decision leaves
+    /// when a tracer is set ([`Gate::with_tracer`]): what adapters call, so
+    /// a gateway can forward the decision's `traceparent`.
+    #[inline]
+    pub fn decide(&self, head: &RequestHead<'_>) -> Decision {
+        let Some(tracer) = &self.state.tracer else {
+            let result = self.decide_untraced(head, &mut Trail::default());
+            return Decision {
+                result,
+                trace: None,
+            };
+        };
+        let (started, clock) = (SystemTime::now(), Instant::now());
+        let mut trail = Trail::default();
+        let result = self.decide_untraced(head, &mut trail);
+        let outcome = match &result {
+            Ok(Admission::Exempt) => {
+                return Decision {
+                    result,
+                    trace: None,
+                };
+            }
+            Ok(Admission::Caller(verified)) => Ok(verified.as_ref()),
+            Err(refusal) => Err(refusal),
+        };
+        let trace = tracer.record(&DecisionRecord {
+            head,
+            outcome,
+            cache_hit: trail.cache_hit,
+            verify_time: trail.verify_time,
+            started,
+            took: clock.elapsed(),
+        });
+        Decision { result, trace }
+    }
+
+    #[inline]
+    fn decide_untraced(
+        &self,
+        head: &RequestHead<'_>,
+        trail: &mut Trail,
+    ) -> Result<Admission, Refusal> {
         let s = &self.state;
         // Step 0, before any route, exempt ones included: one resource, one
         // spelling, whatever sits in front of or behind the gate.
@@ -212,7 +267,7 @@ impl Gate {
         {
             return Ok(Admission::Exempt);
         }
-        match self.verify(head) {
+        match self.verify(head, trail) {
             Ok((verified, accepted)) => {
                 s.metrics.record_accepted();
                 accepted.inc();
@@ -300,7 +355,11 @@ impl Gate {
         refusal
     }
 
-    fn verify(&self, head: &RequestHead<'_>) -> Result<(Arc<Verified>, Counter), Refusal> {
+    fn verify(
+        &self,
+        head: &RequestHead<'_>,
+        trail: &mut Trail,
+    ) -> Result<(Arc<Verified>, Counter), Refusal> {
         let s = &self.state;
         if !s.keys.is_ready() {
             return Err(Refusal::NotReady);
@@ -310,10 +369,12 @@ impl Gate {
         }
         let token = extract_token(head.headers)?;
         let keys = s.keys.as_ref();
-        let verify = || {
+        let mut verify = || {
             let started = Instant::now();
             let result = s.verifier.verify(token, keys);
-            s.metrics.observe_verify(started.elapsed());
+            let took = started.elapsed();
+            s.metrics.observe_verify(took);
+            trail.verify_time = Some(took);
             result.map(Arc::new)
         };
         let counter = |v: &Verified| {
@@ -331,10 +392,12 @@ impl Gate {
                 match cache.get(token, keys, &s.verifier, now) {
                     Some(hit) => {
                         s.metrics.token_cache_hit();
+                        trail.cache_hit = Some(true);
                         hit
                     }
                     None => {
                         s.metrics.token_cache_miss();
+                        trail.cache_hit = Some(false);
                         let verified = verify()?;
                         let accepted = counter(&verified);
                         cache.insert(token, verified.clone(), accepted.clone());

@@ -15,7 +15,8 @@
 //!
 //! Depend on `appauth-gate` itself to write an adapter for another framework
 //! (implement [`Headers`] for its header map, call [`Gate::authenticate`],
-//! copy the [`Refusal`] into its response type).
+//! copy the [`Refusal`] into its response type; or call [`Gate::decide`] and
+//! keep its [`TraceParent`] with the request, for traces).
 //!
 //! ```
 //! use appauth_core::{Algorithm, Claims, PrivateKey, sign_token};
@@ -61,6 +62,7 @@ pub mod route_pattern;
 #[cfg(feature = "redis")]
 pub mod shared;
 mod store;
+mod trace;
 mod watcher;
 
 pub use access::{
@@ -75,4 +77,5 @@ pub use refusal::{Code, LogLevel, Refusal};
 pub use reload::Reloadable;
 pub use request::{AUTHORIZATION, Field, Headers, RequestHead, extract_token};
 pub use store::{KeyStore, ReloadReport};
+pub use trace::{Decision, DecisionRecord, DecisionTracer, TRACEPARENT, TraceParent};
 pub use watcher::{DEFAULT_RESCAN_INTERVAL, Reload, WatchConfig, WatcherHandle, watch};

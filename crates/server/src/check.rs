@@ -9,12 +9,13 @@ use crate::ServerConfig;
 pub fn check_config(config: &ServerConfig) -> Result<String, Vec<String>> {
     let checked = crate::gate_builder(config).check()?;
     Ok(format!(
-        "ok: {} app key file(s), policy {}, revocations {}",
+        "ok: {} app key file(s), policy {}, revocations {}, traces {}",
         checked.apps,
         checked
             .policy
             .as_ref()
             .map_or("none".into(), |p| p.display().to_string()),
-        checked.revocations.display()
+        checked.revocations.display(),
+        config.traces.describe()
     ))
 }

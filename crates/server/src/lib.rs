@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod routes;
 mod server;
 pub mod tls;
+pub mod trace;
 
 pub use check::check_config;
 pub use logging::init_logging;

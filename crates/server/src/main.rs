@@ -95,6 +95,11 @@ struct Args {
     /// Publish each app's public keys as a JWK Set at /.well-known/appauth/{appId}/jwks.json (open).
     #[arg(long, env = "APPAUTH_SERVE_JWKS", value_parser = BoolishValueParser::new())]
     serve_jwks: bool,
+    /// Export a trace span of every gate decision over OTLP/HTTP to this collector
+    /// (a base URL, e.g. http://otel-collector:4318; /v1/traces is appended). Off by
+    /// default; the OTEL_EXPORTER_OTLP_* and other standard OTEL_* variables are honoured.
+    #[arg(long, env = "APPAUTH_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     redis: RedisArgs,
     /// Without Redis, rate limits: share (this replica enforces the whole
@@ -332,6 +337,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let traces =
+        match appauth_server::trace::Export::from_settings(args.otlp_endpoint.as_deref(), |name| {
+            std::env::var(name).ok()
+        }) {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("appauth-server: error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if !args.check_config {
         appauth_server::init_logging(args.log_json);
     }
@@ -364,6 +379,7 @@ fn main() -> ExitCode {
         access_log: args.access_log,
         serve_jwks: args.serve_jwks,
         redis,
+        traces,
     };
     if args.check_config {
         return match appauth_server::check_config(&config) {

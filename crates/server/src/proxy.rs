@@ -159,6 +159,15 @@ pub async fn forward(
     for (name, value) in forward_headers(req.headers(), caller.app_id.as_str()) {
         outgoing = outgoing.append_header((name, value));
     }
+    // With traces on, the upstream's spans hang under the decision's span
+    // (same trace, the decision as parent; `tracestate` passes as sent).
+    // With traces off, the caller's `traceparent` passes untouched.
+    let trace = actix_web::HttpMessage::extensions(&req)
+        .get::<appauth_gate::TraceParent>()
+        .and_then(|t| HeaderValue::from_str(t.as_str()).ok());
+    if let Some(value) = trace {
+        outgoing = outgoing.insert_header((appauth_gate::TRACEPARENT, value));
+    }
     if let Some(peer) = req.peer_addr() {
         // The caller's own X-Forwarded-For (exact spelling only) is kept as
         // the start of the chain; the peer the gateway saw is appended.

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub serve_jwks: bool,
     /// Share rate limits and revocations with other replicas through Redis.
     pub redis: Option<appauth_gate::shared::RedisConfig>,
+    /// Trace spans of gate decisions: where they go, or off.
+    pub traces: crate::trace::Export,
 }
 
 /// Why the server could not start.
@@ -91,6 +93,9 @@ pub enum Error {
     /// A malformed `--upstream`.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The trace exporter could not start.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     /// The server stopped with an I/O error.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -125,6 +130,8 @@ pub struct State {
     pub jwks_algorithm: routes::JwksAlgorithm,
     /// Requests in flight, and the drain after SIGTERM.
     pub drain: Arc<crate::drain::Drain>,
+    /// The trace exporter, when traces are on.
+    pub tracing: Option<Arc<crate::trace::Tracing>>,
 }
 
 /// The gate as the configuration describes it: what the server starts and
@@ -166,9 +173,13 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         .as_deref()
         .map(|u| Upstream::parse(u, config.upstream_timeout))
         .transpose()?;
+    let tracing = crate::trace::Tracing::start(&config.traces)?.map(Arc::new);
     let mut builder = gate_builder(config);
     if let Some(tls) = &tls {
         builder = builder.watch_also(tls.clone());
+    }
+    if let Some(tracing) = &tracing {
+        builder = builder.tracer(tracing.decision_tracer());
     }
     let gate = builder.build()?;
     let store = gate
@@ -185,6 +196,7 @@ pub fn build_state(config: &ServerConfig) -> Result<State, Error> {
         serve_jwks: config.serve_jwks,
         jwks_algorithm: routes::JwksAlgorithm::of(&config.verify.algorithms),
         drain: Arc::default(),
+        tracing,
     })
 }
 
@@ -330,10 +342,15 @@ pub async fn run(config: ServerConfig) -> Result<(), Error> {
         policy = %config.policy.as_ref().map_or("none (every app may call every route)".into(), |p| p.display().to_string()),
         revocations = %config.revocations_path().display(),
         token_cache_mb = config.token_cache_bytes / (1024 * 1024),
+        traces = %config.traces.describe(),
         "verifying tokens"
     );
-    server.await?;
+    let served = server.await;
     crate::drain::log_stopped(&state.drain);
+    if let Some(tracing) = &state.tracing {
+        tracing.shutdown();
+    }
+    served?;
     drop(state);
     tracing::info!("appauth-server stopped");
     Ok(())

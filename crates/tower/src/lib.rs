@@ -235,7 +235,12 @@ where
             path: req.uri().path(),
             headers: &HttpHeaders(req.headers()),
         };
-        let verified = match self.gate.authenticate(&head) {
+        let decision = self.gate.decide(&head);
+        if let Some(trace) = decision.trace {
+            // A proxying service forwards it (`appauth_gate::TRACEPARENT`).
+            req.extensions_mut().insert(trace);
+        }
+        let verified = match decision.result {
             Ok(Admission::Exempt) => None,
             Ok(Admission::Caller(verified)) => Some(verified),
             Err(refusal) => {

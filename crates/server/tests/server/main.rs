@@ -19,6 +19,8 @@ mod rotation;
 mod sentinel;
 mod shapes;
 mod soak;
+#[cfg(feature = "otel")]
+mod traces;
 mod util;
 
 use std::fs;

@@ -7,3 +7,4 @@
 mod axum_api;
 mod conformance;
 mod processes;
+mod tracer;
