@@ -24,7 +24,12 @@ fn appauth_clients(redis: &Redis) -> Vec<String> {
         .command(&["CLIENT", "LIST"])
         .unwrap_or_default()
         .lines()
+        // A link that has sent nothing yet (`cmd=NULL`) is not judged: the
+        // sentinels' own links show so for a moment after they connect,
+        // before they name themselves, and an appauth connection would be
+        // seen on the next look, once it has authenticated.
         .filter(|l| l.contains(" name= ") && !l.contains("cmd=client|list"))
+        .filter(|l| !l.contains("cmd=NULL"))
         .filter(|l| !l.contains("flags=M") && !l.contains("flags=S"))
         .map(str::to_owned)
         .collect()
