@@ -123,19 +123,35 @@ impl Verifier {
         token: &str,
         keys: &(impl KeyProvider + ?Sized),
     ) -> Result<Verified, Rejection> {
-        // 1. Shape.
+        // 1. Shape, then every part decoded (header, payload, signature, in
+        // that order) before any is read, on the stack unless one is long
+        // (a header with a certificate chain, a signature over 4096 bits):
+        // nothing is allocated before the signature is checked, and each
+        // part borrows its own buffer (the header's `kid` is borrowed).
         let parts = dangerous::split(token)?;
-
-        // 2. Header and algorithm. The header is decoded apart from the
-        // other parts, so its `kid` is borrowed, not copied.
-        let mut header_buf = [0u8; 256];
-        let mut long_header = Vec::new();
+        let (mut header_buf, mut payload_buf, mut signature_buf) = ([0; 256], [0; 512], [0; 512]);
+        let (mut long_header, mut long_payload, mut long_signature) =
+            (Vec::new(), Vec::new(), Vec::new());
         let header_json = dangerous::decode_part_small(
             "header",
             parts.header,
             &mut header_buf,
             &mut long_header,
         )?;
+        let payload_json = dangerous::decode_part_small(
+            "payload",
+            parts.payload,
+            &mut payload_buf,
+            &mut long_payload,
+        )?;
+        let signature = dangerous::decode_part_small(
+            "signature",
+            parts.signature,
+            &mut signature_buf,
+            &mut long_signature,
+        )?;
+
+        // 2. Header and algorithm.
         let header = dangerous::header(header_json)?;
         if header.crit {
             return Err(Rejection::CriticalHeader);
@@ -148,8 +164,6 @@ impl Verifier {
         let kid = header.kid;
 
         // 3. appId, from claims not yet trusted.
-        let mut buf = Vec::with_capacity(parts.payload.len().max(parts.signature.len()));
-        let payload_json = dangerous::decode_part("payload", parts.payload, &mut buf)?;
         let claims = dangerous::claims(payload_json)?;
         let app_id = AppId::new(&claims.app_id).map_err(|_| Rejection::InvalidAppId)?;
 
@@ -176,7 +190,6 @@ impl Verifier {
         // signature says, so replaying an expired token costs no RSA.
         let now = self.clock.now();
         self.check_claims(&claims, now)?;
-        let signature = dangerous::decode_part("signature", parts.signature, &mut buf)?;
         let signer = app_keys
             .iter()
             .filter(wanted)
