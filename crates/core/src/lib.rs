@@ -41,6 +41,7 @@ pub mod drain;
 mod error;
 pub mod files;
 mod fingerprint;
+mod flat_json;
 mod keys;
 mod kid;
 mod private_key;
