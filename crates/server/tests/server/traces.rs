@@ -205,27 +205,51 @@ fn traceparent(trace_id: &str, flags: &str) -> String {
 /// spans no longer than that; nothing of the machine's own OTEL_* settings.
 const FAST_BATCHES: [(&str, &str); 1] = [("OTEL_BSP_SCHEDULE_DELAY", "100")];
 
-#[test]
-fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_context() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_app(dir.path(), "orders");
-    let (upstream, received) = recording_upstream();
-    let collector = Collector::start();
-    // A base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is: /v1/traces is added.
-    let keys = dir.path().to_str().unwrap();
-    let server = Server::launch(
-        None,
-        &FAST_BATCHES,
-        &[
+/// A gateway in front of a recording upstream, exporting to a collector,
+/// with one app and a token of it.
+struct TracedGateway {
+    _dir: tempfile::TempDir,
+    key: appauth_core::PrivateKey,
+    received: Arc<Mutex<Vec<crate::util::Received>>>,
+    collector: Collector,
+    server: Server,
+    token: String,
+}
+
+impl TracedGateway {
+    fn start() -> TracedGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let key = add_app(dir.path(), "orders");
+        let (upstream, received) = recording_upstream();
+        let collector = Collector::start();
+        // A base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is: /v1/traces is added.
+        let keys = dir.path().to_str().unwrap();
+        let args = [
             "--keys-dir",
             keys,
             "--upstream",
             &upstream,
             "--otlp-endpoint",
             &collector.url,
-        ],
-    );
-    let token = forge(&key, &claims_for("orders"));
+        ];
+        let server = Server::launch(None, &FAST_BATCHES, &args);
+        let token = forge(&key, &claims_for("orders"));
+        TracedGateway {
+            _dir: dir,
+            key,
+            received,
+            collector,
+            server,
+            token,
+        }
+    }
+}
+
+#[test]
+fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_context() {
+    let gw = TracedGateway::start();
+    let (key, received, collector, server, token) =
+        (&gw.key, &gw.received, &gw.collector, &gw.server, &gw.token);
 
     // Accepted and forwarded, inside the caller's trace.
     let trace_a = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -362,24 +386,8 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
 
 #[test]
 fn an_unsampled_caller_is_not_traced_and_its_decision_is_forwarded_as_unsampled() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_app(dir.path(), "orders");
-    let (upstream, received) = recording_upstream();
-    let collector = Collector::start();
-    let keys = dir.path().to_str().unwrap();
-    let server = Server::launch(
-        None,
-        &FAST_BATCHES,
-        &[
-            "--keys-dir",
-            keys,
-            "--upstream",
-            &upstream,
-            "--otlp-endpoint",
-            &collector.url,
-        ],
-    );
-    let token = forge(&key, &claims_for("orders"));
+    let gw = TracedGateway::start();
+    let (received, collector, server, token) = (&gw.received, &gw.collector, &gw.server, &gw.token);
     let trace = "7bf92f3577b34da6a3ce929d0e0e4739";
     let unsampled = traceparent(trace, "00");
     assert_eq!(
