@@ -258,7 +258,7 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
         ("x-token", token.as_str()),
         ("traceparent", parent.as_str()),
     ];
-    assert_eq!(get(&server, "/orders/7", &headers), 200);
+    assert_eq!(get(server, "/orders/7", &headers), 200);
     // Again, with the same token: a cache hit this time.
     let trace_b = "5bf92f3577b34da6a3ce929d0e0e4737";
     let parent_b = traceparent(trace_b, "01");
@@ -266,7 +266,7 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
         ("x-token", token.as_str()),
         ("traceparent", parent_b.as_str()),
     ];
-    assert_eq!(get(&server, "/orders/8", &headers), 200);
+    assert_eq!(get(server, "/orders/8", &headers), 200);
 
     // Refused: a token signed by a key the server does not hold.
     let stranger = appauth_core::PrivateKey::generate(2048).unwrap();
@@ -277,12 +277,12 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
         ("x-token", forged.as_str()),
         ("traceparent", parent_c.as_str()),
     ];
-    assert_eq!(get(&server, "/orders/9", &headers), 401);
+    assert_eq!(get(server, "/orders/9", &headers), 401);
 
     // No traceparent: a trace of its own. An exempt probe: no span.
     let before = received.lock().unwrap().len();
-    assert_eq!(get(&server, "/orders/10", &[("x-token", &token)]), 200);
-    assert_eq!(get(&server, "/healthz", &[]), 200);
+    assert_eq!(get(server, "/orders/10", &[("x-token", token)]), 200);
+    assert_eq!(get(server, "/healthz", &[]), 200);
 
     let first = &collector.of_trace(trace_a, 1)[..];
     let [accepted] = first else {
@@ -374,7 +374,7 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
         "/v1/traces"
     );
     let sent = collector.everything_sent();
-    for secret in [&token, &forged] {
+    for secret in [token, &forged] {
         for piece in secret.split('.') {
             assert!(
                 !sent.windows(piece.len()).any(|w| w == piece.as_bytes()),
@@ -392,9 +392,9 @@ fn an_unsampled_caller_is_not_traced_and_its_decision_is_forwarded_as_unsampled(
     let unsampled = traceparent(trace, "00");
     assert_eq!(
         get(
-            &server,
+            server,
             "/x",
-            &[("x-token", &token), ("traceparent", &unsampled)]
+            &[("x-token", token), ("traceparent", &unsampled)]
         ),
         200
     );
@@ -404,11 +404,7 @@ fn an_unsampled_caller_is_not_traced_and_its_decision_is_forwarded_as_unsampled(
         "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
     ] {
         assert_eq!(
-            get(
-                &server,
-                "/bad",
-                &[("x-token", &token), ("traceparent", bad)]
-            ),
+            get(server, "/bad", &[("x-token", token), ("traceparent", bad)]),
             200
         );
     }
@@ -417,7 +413,7 @@ fn an_unsampled_caller_is_not_traced_and_its_decision_is_forwarded_as_unsampled(
         ("traceparent", unsampled.as_str()),
         ("traceparent", unsampled.as_str()),
     ];
-    assert_eq!(get(&server, "/doubled", &doubled), 200);
+    assert_eq!(get(server, "/doubled", &doubled), 200);
     wait_until(Duration::from_secs(10), || collector.spans().len() >= 3);
     wait_until(Duration::from_millis(500), || false);
     assert!(
