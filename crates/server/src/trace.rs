@@ -228,6 +228,27 @@ mod otel {
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::SdkTracer;
 
+    /// The longest path a span keeps: a caller chooses the path, and a
+    /// flood of 100 KiB paths must not fill the export queue.
+    const MAX_PATH: usize = 256;
+
+    fn bounded(path: &str) -> &str {
+        let mut end = path.len().min(MAX_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        &path[..end]
+    }
+
+    /// OpenTelemetry's rule for `http.request.method`: the known methods as
+    /// they are, any other as `_OTHER`, so a caller cannot make one up.
+    fn method(m: &str) -> &'static str {
+        const KNOWN: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        KNOWN.into_iter().find(|k| *k == m).unwrap_or("_OTHER")
+    }
+
     /// The gate's decisions as OpenTelemetry spans.
     pub(super) struct Spans {
         pub(super) tracer: SdkTracer,
@@ -254,11 +275,8 @@ mod otel {
         fn record(&self, d: &DecisionRecord<'_>) -> Option<TraceParent> {
             let parent = TraceContextPropagator::new().extract(&Incoming(d.head.headers));
             let mut attributes = Vec::with_capacity(10);
-            attributes.push(KeyValue::new(
-                "http.request.method",
-                d.head.method.to_owned(),
-            ));
-            attributes.push(KeyValue::new("url.path", d.head.path.to_owned()));
+            attributes.push(KeyValue::new("http.request.method", method(d.head.method)));
+            attributes.push(KeyValue::new("url.path", bounded(d.head.path).to_owned()));
             let status = match d.outcome {
                 Ok(caller) => {
                     attributes.push(KeyValue::new("appauth.outcome", "accepted"));

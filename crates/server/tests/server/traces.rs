@@ -196,6 +196,7 @@ fn get(server: &Server, target: &str, headers: &[(&str, &str)]) -> u16 {
 }
 
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
+const TRACE_D: &str = "8bf92f3577b34da6a3ce929d0e0e4740";
 
 fn traceparent(trace_id: &str, flags: &str) -> String {
     format!("00-{trace_id}-{PARENT_SPAN}-{flags}")
@@ -279,6 +280,16 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
     ];
     assert_eq!(get(server, "/orders/9", &headers), 401);
 
+    // A long path and a made-up method: bounded, and `_OTHER`.
+    let long = format!("/{}", "p".repeat(2000));
+    let addr = server.url.strip_prefix("http://").unwrap();
+    let brew = format!(
+        "BREW {long} HTTP/1.1\r\nhost: {addr}\r\nx-token: {token}\r\n\
+         traceparent: {}\r\nconnection: close\r\n\r\n",
+        traceparent(TRACE_D, "01")
+    );
+    assert_eq!(raw_exchange(&server.url, brew.as_bytes()).0, 200);
+
     // No traceparent: a trace of its own. An exempt probe: no span.
     let before = received.lock().unwrap().len();
     assert_eq!(get(server, "/orders/10", &[("x-token", token)]), 200);
@@ -351,6 +362,13 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
     );
     assert_eq!(hex(&refused.span.parent_span_id), PARENT_SPAN);
 
+    let brewed = &collector.of_trace(TRACE_D, 1)[0];
+    assert_eq!(
+        brewed.text("http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+    assert_eq!(brewed.text("url.path").map(|p| p.len()), Some(256));
+
     // The request with no traceparent began a trace, which the upstream
     // was sent too.
     let own = received.lock().unwrap()[before].clone();
@@ -360,11 +378,11 @@ fn decisions_are_spans_with_their_attributes_and_the_gateway_forwards_the_contex
     let spans = collector.of_trace(&own_trace, 1);
     assert!(spans[0].span.parent_span_id.is_empty(), "a root span");
 
-    // Four decisions, four spans; the probe made none. And no token, nor
+    // Five decisions, five spans; the probe made none. And no token, nor
     // any piece of one, was ever exported.
     wait_until(Duration::from_millis(500), || false);
     let all = collector.spans();
-    assert_eq!(all.len(), 4, "{all:#?}");
+    assert_eq!(all.len(), 5, "{all:#?}");
     assert!(
         all.iter()
             .all(|s| s.text("url.path").as_deref() != Some("/healthz"))
