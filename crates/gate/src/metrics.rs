@@ -176,6 +176,17 @@ impl Default for Metrics {
     }
 }
 
+/// A metric of its default value, registered under `name`: each metric's
+/// type, name and help are then written once, where it is made.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Clone + Default,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Every metric in a registry of its own, served by [`Metrics::render`]
     /// (what `appauth-server` does).
@@ -190,11 +201,10 @@ impl Metrics {
     /// `appauth_` prefix, so they appear on the host's own `/metrics`.
     pub fn register(host: &mut Registry) -> Self {
         let registry = host.sub_registry_with_prefix("appauth");
-        let requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let requests: Family<OutcomeLabels, Counter> = registered(
+            registry,
             "requests",
             "Requests on protected routes, by outcome and rejection reason",
-            requests.clone(),
         );
         // Pre-register every label so dashboards see zeros, not gaps.
         let accepted = requests
@@ -216,137 +226,113 @@ impl Metrics {
             "Time spent verifying a token not found in the cache",
             verify_seconds.clone(),
         );
-        let apps_loaded = Gauge::default();
-        registry.register("apps_loaded", "Apps with keys loaded", apps_loaded.clone());
-        let keys_loaded = Gauge::default();
-        registry.register("keys_loaded", "Public keys loaded", keys_loaded.clone());
-        let reloads = Counter::default();
-        registry.register("key_reloads", "Key snapshots published", reloads.clone());
-        let rescans = Counter::default();
-        registry.register("key_rescans", "Full key directory scans", rescans.clone());
-        let key_file_reads = Counter::default();
-        registry.register("key_file_reads", "Key files read", key_file_reads.clone());
-        let key_file_errors = Counter::default();
-        registry.register(
+        let apps_loaded: Gauge = registered(registry, "apps_loaded", "Apps with keys loaded");
+        let keys_loaded: Gauge = registered(registry, "keys_loaded", "Public keys loaded");
+        let reloads: Counter = registered(registry, "key_reloads", "Key snapshots published");
+        let rescans: Counter = registered(registry, "key_rescans", "Full key directory scans");
+        let key_file_reads: Counter = registered(registry, "key_file_reads", "Key files read");
+        let key_file_errors: Counter = registered(
+            registry,
             "key_file_errors",
             "Key files refused (their apps have no keys until fixed)",
-            key_file_errors.clone(),
         );
-        let private_keys_found = Counter::default();
-        registry.register(
+        let private_keys_found: Counter = registered(
+            registry,
             "private_keys_found",
             "Private key files found in the keys directory (a misconfiguration)",
-            private_keys_found.clone(),
         );
-        let revocation_rules = Gauge::default();
-        registry.register(
+        let revocation_rules: Gauge = registered(
+            registry,
             "revocation_rules",
             "Rules in the revocation list in force",
-            revocation_rules.clone(),
         );
-        let token_cache_hits = Counter::default();
-        registry.register(
+        let token_cache_hits: Counter = registered(
+            registry,
             "token_cache_hits",
             "Requests served from the verified-token cache (no RSA)",
-            token_cache_hits.clone(),
         );
-        let token_cache_misses = Counter::default();
-        registry.register(
+        let token_cache_misses: Counter = registered(
+            registry,
             "token_cache_misses",
             "Requests whose token was verified (not in the cache, or stale)",
-            token_cache_misses.clone(),
         );
-        let token_cache_entries = Gauge::default();
-        registry.register(
+        let token_cache_entries: Gauge = registered(
+            registry,
             "token_cache_entries",
             "Tokens held in the verified-token cache",
-            token_cache_entries.clone(),
         );
-        let accepted_by_key = Family::<KeyLabels, Counter>::default();
-        registry.register(
+        let accepted_by_key: Family<KeyLabels, Counter> = registered(
+            registry,
             "accepted",
             "Accepted requests by app and the key that verified the token",
-            accepted_by_key.clone(),
         );
-        let in_flight = Family::<AppLabels, Gauge>::default();
-        registry.register(
+        let in_flight: Family<AppLabels, Gauge> = registered(
+            registry,
             "in_flight",
             "Requests held upstream by app (gateway mode), against its concurrency",
-            in_flight.clone(),
         );
-        let key_info = Family::<KeyInfoLabels, Gauge>::default();
-        registry.register(
+        let key_info: Family<KeyInfoLabels, Gauge> = registered(
+            registry,
             "key_info",
             "1 for each key loaded, by app and kid; newest=true for the last key of the app's bundle",
-            key_info.clone(),
         );
-        let key_first_seen = Family::<KeyLabels, Gauge>::default();
-        registry.register(
+        let key_first_seen: Family<KeyLabels, Gauge> = registered(
+            registry,
             "key_first_seen_timestamp_seconds",
             "When this server first loaded the key (for keys loaded at start: its file's modification time)",
-            key_first_seen.clone(),
         );
-        let key_not_after = Family::<KeyLabels, Gauge>::default();
-        registry.register(
+        let key_not_after: Family<KeyLabels, Gauge> = registered(
+            registry,
             "key_not_after_timestamp_seconds",
             "For keys from X.509 certificates: the certificate's notAfter",
-            key_not_after.clone(),
         );
-        let app_newest_key_first_seen = Family::<AppLabels, Gauge>::default();
-        registry.register(
+        let app_newest_key_first_seen: Family<AppLabels, Gauge> = registered(
+            registry,
             "app_newest_key_first_seen_timestamp_seconds",
             "When the newest key of the app's bundle was first seen: the app's last rotation (time() minus this is its age)",
-            app_newest_key_first_seen.clone(),
         );
-        let config_info = Family::<ConfigLabels, Gauge>::default();
-        registry.register(
+        let config_info: Family<ConfigLabels, Gauge> = registered(
+            registry,
             "config_info",
             "Content hash of the policy and revocation list in force",
-            config_info.clone(),
         );
-        let config_reload_errors = Family::<FileLabels, Counter>::default();
-        registry.register(
+        let config_reload_errors: Family<FileLabels, Counter> = registered(
+            registry,
             "config_reload_errors",
             "Policy or revocation reloads refused (the previous version stays in force)",
-            config_reload_errors.clone(),
         );
         for file in ["policy", "revocations"] {
             config_reload_errors
                 .get_or_create(&FileLabels { file })
                 .inc_by(0);
         }
-        let shared_state_mode = Family::<ModeLabels, Gauge>::default();
-        registry.register(
+        let shared_state_mode: Family<ModeLabels, Gauge> = registered(
+            registry,
             "shared_state_mode",
             "With Redis: 1 for the mode in force (global: limits held in Redis; fallback: \
              Redis unreachable, the local fallback decides)",
-            shared_state_mode.clone(),
         );
-        let shared_rate_refills = Counter::default();
-        registry.register(
+        let shared_rate_refills: Counter = registered(
+            registry,
             "shared_rate_refills",
             "With Redis: rate-limit budget shares requested from Redis",
-            shared_rate_refills.clone(),
         );
-        let shared_revocation_rules = Gauge::default();
-        registry.register(
+        let shared_revocation_rules: Gauge = registered(
+            registry,
             "shared_revocation_rules",
             "With Redis: revocation rules from Redis in force",
-            shared_revocation_rules.clone(),
         );
-        let shared_revocations_synced = Gauge::default();
-        registry.register(
+        let shared_revocations_synced: Gauge = registered(
+            registry,
             "shared_revocations_synced",
             "With Redis: 1 once this replica has applied a complete read of the revocations in \
              Redis (until then it accepts no token)",
-            shared_revocations_synced.clone(),
         );
-        let shared_revocations_read = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
+        let shared_revocations_read: Gauge<f64, std::sync::atomic::AtomicU64> = registered(
+            registry,
             "shared_revocations_last_read_timestamp_seconds",
             "With Redis: when the last complete read of the revocations was applied (its age: \
              time() minus this)",
-            shared_revocations_read.clone(),
         );
         registry.register_collector(Box::new(RsaVerifications));
         Self {
