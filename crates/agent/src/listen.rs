@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use std::sync::Arc;
 
-use appauth_core::drain::Drain;
+use appauth_core::drain::{Drain, Signals};
 
 use crate::body::ProxyBody;
 
@@ -205,7 +205,12 @@ type Stream = Box<dyn Io>;
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn stop_signal() {
-    let _ = Signals::new().next().await;
+    let _ = signals().next().await;
+}
+
+// Fails only without a runtime's signal driver: a bug, not input.
+fn signals() -> Signals {
+    Signals::new().expect("SIGTERM and SIGINT handlers")
 }
 
 /// The drain (docs/spec.md §12): waits for SIGTERM or SIGINT, marks `drain`
@@ -213,7 +218,7 @@ pub async fn stop_signal() {
 /// close`), keeps serving for `delay`, then resolves, when accepting
 /// stops. From the first signal on, a second one exits the process at once.
 pub async fn drain_on_signals(drain: Arc<Drain>, delay: Duration) {
-    let mut signals = Signals::new();
+    let mut signals = signals();
     let signal = signals.next().await;
     drain.begin();
     tracing::info!(
@@ -239,30 +244,6 @@ pub async fn drain_on_signals(drain: Arc<Drain>, delay: Duration) {
         in_flight = drain.in_flight(),
         "drain delay over: no longer accepting; requests in flight may finish until the shutdown timeout"
     );
-}
-
-/// SIGTERM and SIGINT, whichever comes.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        // Fails only without a runtime's signal driver: a bug, not input.
-        Self {
-            term: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
-            int: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
-        }
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Counting requests through a drain (docs/spec.md §7 and §12): whether a
 //! stop signal has come, what is in flight, and what finished or was cut
 //! since. The server and the agent each drive their own listener; this is
-//! the part they share, with no runtime in it.
+//! the part they share: no runtime in it but, with the `signals` feature,
+//! the stop signals both listen for.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -76,6 +77,35 @@ impl Drop for InFlight {
                 &self.drain.cut
             };
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, whichever comes: the signals a supervisor (systemd,
+/// Kubernetes, a terminal) stops a process with.
+#[cfg(feature = "signals")]
+#[derive(Debug)]
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(feature = "signals")]
+impl Signals {
+    /// Listens for both; fails only outside a tokio runtime with signals.
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next one to arrive, by name (`SIGTERM`, `SIGINT`).
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
+use appauth_core::drain::Signals;
 
 /// Default `--drain-delay`: long enough for endpoint controllers and load
 /// balancers to drop the pod after it turns unready.
@@ -132,27 +133,4 @@ fn exit_now(drain: &Drain, signal: &'static str) -> ! {
         "second signal: exiting at once, requests in flight are cut"
     );
     std::process::exit(1)
-}
-
-/// SIGTERM and SIGINT, whichever comes.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
 }
