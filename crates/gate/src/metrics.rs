@@ -697,87 +697,42 @@ mod tests {
         let (o, n) = (old.kid().as_str(), new.kid().as_str());
         let app = AppId::new("orders").unwrap();
         let m = Metrics::new();
+        let first =
+            |kid: &str| format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{kid}"}}"#);
+        let info = |kid: &str, newest: bool| {
+            format!(r#"key_info{{app="orders",kid="{kid}",newest="{newest}"}}"#)
+        };
+        let newest = || r#"app_newest_key_first_seen_timestamp_seconds{app="orders"}"#.to_owned();
+        // What the rendered text holds of each series asked for, beside
+        // what was expected of it: one comparison per phase.
+        let check = |want: &[(String, Option<i64>)]| {
+            let t = m.render();
+            let got: Vec<_> = want.iter().map(|(s, _)| (s.clone(), line(&t, s))).collect();
+            assert_eq!(got, want, "{t}");
+            t
+        };
         // Loaded at start: the file's modification time is the best bound.
         m.key_lifecycle(&[(app.clone(), 1_000, bundle(&[&old]))], 5_000);
-        let t = m.render();
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{o}"}}"#)
-            ),
-            Some(1_000)
-        );
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_info{{app="orders",kid="{o}",newest="true"}}"#)
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            line(
-                &t,
-                r#"app_newest_key_first_seen_timestamp_seconds{app="orders"}"#
-            ),
-            Some(1_000)
-        );
+        check(&[
+            (first(o), Some(1_000)),
+            (info(o, true), Some(1)),
+            (newest(), Some(1_000)),
+        ]);
         // Rotated while running: the new key is first seen now, the old
         // keeps its time and is no longer the newest.
         m.key_lifecycle(&[(app.clone(), 6_000, bundle(&[&old, &new]))], 6_001);
-        let t = m.render();
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{o}"}}"#)
-            ),
-            Some(1_000)
-        );
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{n}"}}"#)
-            ),
-            Some(6_001)
-        );
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_info{{app="orders",kid="{o}",newest="false"}}"#)
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_info{{app="orders",kid="{o}",newest="true"}}"#)
-            ),
-            None
-        );
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_info{{app="orders",kid="{n}",newest="true"}}"#)
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            line(
-                &t,
-                r#"app_newest_key_first_seen_timestamp_seconds{app="orders"}"#
-            ),
-            Some(6_001)
-        );
+        check(&[
+            (first(o), Some(1_000)),
+            (first(n), Some(6_001)),
+            (info(o, false), Some(1)),
+            (info(o, true), None),
+            (info(n, true), Some(1)),
+            (newest(), Some(6_001)),
+        ]);
         // Retired: its series go; an app that leaves takes its own along.
         m.key_lifecycle(&[(app.clone(), 7_000, bundle(&[&new]))], 7_001);
-        let t = m.render();
+        let t = check(&[(first(n), Some(6_001))]);
         assert!(!t.contains(o), "the retired key is still in {t}");
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_first_seen_timestamp_seconds{{app="orders",kid="{n}"}}"#)
-            ),
-            Some(6_001)
-        );
         m.key_lifecycle(&[], 8_000);
         let t = m.render();
         assert!(!t.contains("orders"), "{t}");
@@ -789,15 +744,11 @@ mod tests {
                 .into();
         let kid = keys[0].kid().to_string();
         m.key_lifecycle(&[(AppId::new("node-app").unwrap(), 9_000, keys)], 9_001);
-        let t = m.render();
         // notAfter=Oct 30 16:32:10 2126 GMT
-        assert_eq!(
-            line(
-                &t,
-                &format!(r#"key_not_after_timestamp_seconds{{app="node-app",kid="{kid}"}}"#)
-            ),
-            Some(4_949_051_530)
-        );
+        check(&[(
+            format!(r#"key_not_after_timestamp_seconds{{app="node-app",kid="{kid}"}}"#),
+            Some(4_949_051_530),
+        )]);
     }
 
     #[test]
