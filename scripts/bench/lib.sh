@@ -57,4 +57,8 @@ start_axum() { # start_axum NAME ARGS...: the axum example (one tokio worker) on
 
 # A process's CPU time (user + system) in clock ticks, for CPU per request.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Its user time alone: the gate's work is all in user space, and the
+# kernel's share (sockets, wakeups) is most of a request and most of its
+# swing on a shared machine.
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)

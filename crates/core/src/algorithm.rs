@@ -53,6 +53,16 @@ impl Algorithm {
         Self::ALL.into_iter().find(|a| a.as_str() == alg)
     }
 
+    /// The hash the algorithm signs.
+    pub(crate) fn digest(self) -> &'static aws_lc_rs::digest::Algorithm {
+        use aws_lc_rs::digest;
+        match self {
+            Self::RS256 | Self::PS256 => &digest::SHA256,
+            Self::RS384 | Self::PS384 => &digest::SHA384,
+            Self::RS512 | Self::PS512 => &digest::SHA512,
+        }
+    }
+
     pub(crate) fn verification(self) -> &'static RsaParameters {
         match self {
             Self::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,

@@ -87,35 +87,6 @@ pub(crate) fn split(token: &str) -> Result<UnverifiedToken<'_>, Rejection> {
     })
 }
 
-/// `A-Za-z0-9-_` to their six bits; 0xFF for every other byte.
-const DECODE: [u8; 256] = {
-    let mut table = [0xFF; 256];
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut i = 0;
-    while i < 64 {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// [`DECODE`] shifted to a character's place in its quad (`shift` 18, 12, 6
-/// or 0), with bit 31 set for a byte outside the alphabet: a quad's 24 bits
-/// are then four loads and three ORs, and one OR more gathers its validity.
-const fn shifted(shift: u32) -> [u32; 256] {
-    let mut table = [1 << 31; 256];
-    let mut i = 0;
-    while i < 256 {
-        if DECODE[i] != 0xFF {
-            table[i] = (DECODE[i] as u32) << shift;
-        }
-        i += 1;
-    }
-    table
-}
-
-const QUAD: [[u32; 256]; 4] = [shifted(18), shifted(12), shifted(6), shifted(0)];
-
 /// How many bytes strict base64url `text` decodes to, or `None` for a
 /// length no encoding has (1 mod 4).
 fn decoded_len(text: &[u8]) -> Option<usize> {
@@ -131,41 +102,19 @@ fn decoded_len(text: &[u8]) -> Option<usize> {
 /// Strict base64url without padding (RFC 4648 section 5, the JWS form):
 /// every byte from the alphabet, no `=`, a length that is not 1 mod 4, and
 /// zero bits after the last whole byte, so each byte string has exactly one
-/// encoding. Decodes into `out`, which is [`decoded_len`] long, 4
-/// characters to 3 bytes with one load of a pre-shifted table each ([`QUAD`]):
-/// the general-purpose decoder cost twice the instructions on every cold
-/// request, and a byte table with shifts half again.
+/// encoding. Decodes into `out`, which is [`decoded_len`] long.
+///
+/// By the base64-simd crate, with the vector unit the CPU has (chosen once):
+/// the three parts of a token are about 530 characters, which a table
+/// lookup a character took about 2,900 instructions of each cold request to
+/// decode (docs/performance.md).
 fn decode_strict(text: &[u8], out: &mut [u8]) -> Option<()> {
-    let (quads, tail) = text.as_chunks::<4>();
-    let (triples, last) = out.as_chunks_mut::<3>();
-    let mut bad = 0u32;
-    for (q, t) in quads.iter().zip(triples.iter_mut()) {
-        let bits = QUAD[0][usize::from(q[0])]
-            | QUAD[1][usize::from(q[1])]
-            | QUAD[2][usize::from(q[2])]
-            | QUAD[3][usize::from(q[3])];
-        bad |= bits;
-        let [_, a, b, c] = bits.to_be_bytes();
-        *t = [a, b, c];
-    }
-    let mut bits = 0u32;
-    for (i, &x) in tail.iter().enumerate() {
-        bits |= QUAD[i][usize::from(x)];
-    }
-    bad |= bits;
-    // Valid quads have 24 bits; a byte outside the alphabet sets bit 31.
-    if bad >> 31 != 0 {
-        return None;
-    }
-    last.copy_from_slice(&bits.to_be_bytes()[1..1 + last.len()]);
-    // The bits after the last whole byte must be zero: 4 of them after two
-    // characters, 2 after three.
-    let leftover = match last.len() {
-        1 => bits & 0xFFFF,
-        2 => bits & 0xFF,
-        _ => 0,
-    };
-    (leftover == 0).then_some(())
+    let decoded = base64_simd::URL_SAFE_NO_PAD
+        .decode(text, base64_simd::Out::from_slice(out))
+        .ok()?;
+    // Always true for a `text` of the length `out` was cut to; checked
+    // rather than assumed, so a wrong length is a refusal, not a half-read.
+    (decoded.len() == decoded_len(text)?).then_some(())
 }
 
 /// Decodes one base64url part into `buf`.
@@ -227,19 +176,129 @@ fn flat_header(json: &[u8]) -> Option<UnverifiedHeader<'_>> {
     })
 }
 
+/// The claims, untrusted until the signature verifies: borrowed from the
+/// decoded payload when the flat reader took them, so that nothing is
+/// allocated for a token refused before or by its signature; serde_json's
+/// owned claims otherwise (an escape, an extra claim, an array `aud`).
+pub(crate) enum UnverifiedClaims<'a> {
+    Flat(FlatClaims<'a>),
+    Parsed(Claims),
+}
+
+/// A flat payload's known claims, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlatClaims<'a> {
+    app_id: &'a str,
+    exp: i64,
+    iat: i64,
+    nbf: Option<i64>,
+    jti: Option<&'a str>,
+    aud: Option<&'a str>,
+    iss: Option<&'a str>,
+}
+
+impl FlatClaims<'_> {
+    /// The owned claims, as serde_json would have read them.
+    pub(crate) fn to_claims(self) -> Claims {
+        Claims {
+            app_id: self.app_id.to_owned(),
+            exp: self.exp,
+            iat: self.iat,
+            nbf: self.nbf,
+            jti: self.jti.map(str::to_owned),
+            aud: self.aud.map(|a| crate::Audience::One(a.to_owned())),
+            iss: self.iss.map(str::to_owned),
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+impl UnverifiedClaims<'_> {
+    /// The owned claims, for a token whose signature verified.
+    pub(crate) fn into_claims(self) -> Claims {
+        match self {
+            Self::Flat(flat) => flat.to_claims(),
+            Self::Parsed(claims) => claims,
+        }
+    }
+}
+
+/// The claims the time and audience rules read, from whichever form holds
+/// them.
+pub(crate) trait TimeClaims {
+    fn app_id(&self) -> &str;
+    fn exp(&self) -> i64;
+    fn iat(&self) -> i64;
+    fn nbf(&self) -> Option<i64>;
+    fn names_audience(&self, wanted: &str) -> bool;
+}
+
+impl TimeClaims for Claims {
+    fn app_id(&self) -> &str {
+        &self.app_id
+    }
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+    fn names_audience(&self, wanted: &str) -> bool {
+        self.aud.as_ref().is_some_and(|a| a.contains(wanted))
+    }
+}
+
+impl TimeClaims for UnverifiedClaims<'_> {
+    fn app_id(&self) -> &str {
+        match self {
+            Self::Flat(f) => f.app_id,
+            Self::Parsed(c) => &c.app_id,
+        }
+    }
+    fn exp(&self) -> i64 {
+        match self {
+            Self::Flat(f) => f.exp,
+            Self::Parsed(c) => c.exp,
+        }
+    }
+    fn iat(&self) -> i64 {
+        match self {
+            Self::Flat(f) => f.iat,
+            Self::Parsed(c) => c.iat,
+        }
+    }
+    fn nbf(&self) -> Option<i64> {
+        match self {
+            Self::Flat(f) => f.nbf,
+            Self::Parsed(c) => c.nbf,
+        }
+    }
+    fn names_audience(&self, wanted: &str) -> bool {
+        match self {
+            Self::Flat(f) => f.aud == Some(wanted),
+            Self::Parsed(c) => c.names_audience(wanted),
+        }
+    }
+}
+
 /// Step 3's parse: the claims, untrusted until the signature verifies (a
 /// payload of known claims as strings and integers without serde, the same
 /// answer: see [`crate::flat_json`]).
-pub(crate) fn claims(json: &[u8]) -> Result<Claims, Rejection> {
+pub(crate) fn claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, Rejection> {
     if let Some(claims) = flat_claims(json) {
-        return Ok(claims);
+        return Ok(UnverifiedClaims::Flat(claims));
     }
-    serde_json::from_slice(json).map_err(|e| Rejection::BadClaims {
-        detail: e.to_string(),
-    })
+    serde_json::from_slice(json)
+        .map(UnverifiedClaims::Parsed)
+        .map_err(|e| Rejection::BadClaims {
+            detail: e.to_string(),
+        })
 }
 
-fn flat_claims(json: &[u8]) -> Option<Claims> {
+fn flat_claims(json: &[u8]) -> Option<FlatClaims<'_>> {
     use crate::flat_json::{Scalar, members, once};
     let (mut app_id, mut exp, mut iat, mut nbf) = (None, None, None, None);
     let (mut jti, mut aud, mut iss) = (None, None, None);
@@ -254,15 +313,14 @@ fn flat_claims(json: &[u8]) -> Option<Claims> {
         // Another claim is kept as a JSON value, which serde_json makes.
         _ => None,
     })?;
-    Some(Claims {
-        app_id: app_id?.to_owned(),
+    Some(FlatClaims {
+        app_id: app_id?,
         exp: exp?,
         iat: iat?,
         nbf,
-        jti: jti.map(str::to_owned),
-        aud: aud.map(|a: &str| crate::Audience::One(a.to_owned())),
-        iss: iss.map(str::to_owned),
-        extra: serde_json::Map::new(),
+        jti,
+        aud,
+        iss,
     })
 }
 
@@ -298,7 +356,11 @@ mod tests {
             let two = decode_part("payload", &format!("{c}A"), &mut buf).is_ok();
             assert_eq!(two, expected, "byte {b:#04x} in a tail of two");
             let three = decode_part("payload", &format!("AA{c}"), &mut buf).is_ok();
-            let canonical = expected && DECODE[usize::from(b)] & 3 == 0;
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let canonical = alphabet
+                .iter()
+                .position(|&a| a == b)
+                .is_some_and(|i| i & 3 == 0);
             assert_eq!(three, canonical, "byte {b:#04x} in a tail of three");
         }
     }
@@ -326,6 +388,8 @@ mod tests {
         ];
         let value = prop_oneof![
             "\"[a-zA-Z0-9 .é-]{0,8}\"".prop_map(String::from),
+            // Past a word or two of the string search, with a stop anywhere.
+            "\"[a-z0-9é-]{0,20}[a\\\\\"\t\u{1}]?[a-z]{0,20}\"".prop_map(String::from),
             "\"[a\\\\\"\t]{0,3}\"".prop_map(String::from),
             (0i64..=i64::MAX).prop_map(|n| n.to_string()),
             prop_oneof![
@@ -353,6 +417,48 @@ mod tests {
     }
 
     proptest::proptest! {
+        // Against the base64 crate's strict engine, at every length up to a
+        // 4096-bit signature's and past it, so each of the vector decoder's
+        // block sizes and tails is crossed, with a stray byte anywhere: the
+        // same bytes, or the same refusal.
+        #[test]
+        fn the_decoder_gives_the_base64_crates_answer(
+            bytes in proptest::collection::vec(any::<u8>(), 0..700),
+            stray in proptest::option::of((any::<proptest::sample::Index>(), prop_oneof![
+                Just(b'='), Just(b'+'), Just(b'/'), Just(b'.'), Just(0u8), Just(0xC3u8), any::<u8>()
+            ])),
+            trailing in 0u8..4,
+        ) {
+            use base64::Engine as _;
+            let mut text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes).into_bytes();
+            if let Some((at, b)) = stray.filter(|_| !text.is_empty()) {
+                let at = at.index(text.len());
+                text[at] = b;
+            }
+            // Set bits after the last whole byte, when a tail has them.
+            let has_tail = text.len() % 4 >= 2 && trailing > 0;
+            if let Some(last) = text.last_mut().filter(|_| has_tail) {
+                let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                if let Some(i) = alphabet.iter().position(|a| a == last) {
+                    *last = alphabet[(i & !3) | usize::from(trailing)];
+                }
+            }
+            let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&text).ok();
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let mut buf = Vec::new();
+            let ours = decode_part("payload", &text, &mut buf).ok().map(<[u8]>::to_vec);
+            // A lossy replacement changes the text only where it was not
+            // UTF-8, which neither decoder takes.
+            let expected = expected.filter(|_| text.is_ascii());
+            proptest::prop_assert_eq!(ours, expected, "{}", text);
+            let mut stack = [0u8; 512];
+            let mut heap = Vec::new();
+            let small = decode_part_small("payload", &text, &mut stack, &mut heap).ok().map(<[u8]>::to_vec);
+            proptest::prop_assert_eq!(small, decode_part("payload", &text, &mut buf).ok().map(<[u8]>::to_vec));
+        }
+    }
+
+    proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 8192, ..Default::default() })]
 
         #[test]
@@ -375,7 +481,7 @@ mod tests {
                     "{}", shown
                 );
             }
-            if let Some(flat) = flat_claims(&json) {
+            if let Some(flat) = flat_claims(&json).map(FlatClaims::to_claims) {
                 let serde: Claims = serde_json::from_slice(&json)
                     .unwrap_or_else(|e| panic!("{shown}: flat read it, serde_json says {e}"));
                 proptest::prop_assert_eq!(&flat, &serde, "{}", shown);
@@ -392,7 +498,8 @@ mod tests {
         );
         let claims =
             flat_claims(br#"{"appId":"billing","iat":1700000000,"exp":1700000300,"jti":"j"}"#)
-                .unwrap();
+                .unwrap()
+                .to_claims();
         assert_eq!(
             (claims.app_id.as_str(), claims.exp, claims.jti.as_deref()),
             ("billing", 1700000300, Some("j"))

@@ -131,7 +131,13 @@ impl PublicKey {
             .find(|(a, _)| *a == alg)
             .is_some_and(|(_, key)| {
                 RSA_VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
-                key.verify_sig(message, signature).is_ok()
+                // Hashed here, then verified against the digest: aws-lc's
+                // streaming verification allocates (and wipes on free) a
+                // digest context on the heap for every call, which the
+                // one-shot hash on the stack does not. aws-lc-rs refuses a
+                // digest of another algorithm than the key was prepared for.
+                let digest = aws_lc_rs::digest::digest(alg.digest(), message);
+                key.verify_digest_sig(&digest, signature).is_ok()
             })
     }
 }

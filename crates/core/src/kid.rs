@@ -10,8 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 ///
 /// Always computed from the key, never configured, so a `kid` cannot
 /// disagree with the key it names.
+// Shared text: each verified caller carries its key's kid, cloned by a
+// reference count rather than copied.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Kid(Box<str>);
+pub struct Kid(std::sync::Arc<str>);
 
 impl Kid {
     /// Computes the thumbprint of the RSA public key `(n, e)`, both unsigned

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::dangerous;
+use crate::dangerous::{self, TimeClaims};
 use crate::{Algorithm, AppId, Claims, Clock, Kid, PublicKey, Rejection, SystemClock};
 
 /// Where the verifier finds an app's keys. The server's watched directory is
@@ -12,6 +12,15 @@ pub trait KeyProvider {
     /// The keys of `app`, or `None` when the app is unknown. Must not touch
     /// the disk: it runs on the request path.
     fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>>;
+
+    /// The app named `app` (already checked against the appId grammar) and
+    /// its keys. A provider that stores its `AppId`s answers with a clone of
+    /// its own, which the verifier hands to the caller, so a cold request
+    /// copies no appId; this default builds a new one.
+    fn app_keys(&self, app: &str) -> Option<(AppId, Arc<[PublicKey]>)> {
+        let app = AppId::new(app).ok()?;
+        self.keys_for(&app).map(|keys| (app, keys))
+    }
 
     /// Whether `app` currently has the key `kid`, valid at `now`. Used to
     /// re-check a cached verification; implementations may answer without
@@ -29,9 +38,14 @@ pub fn bundle_has_key(keys: &[PublicKey], kid: &Kid, now: i64) -> bool {
         .any(|k| k.kid() == kid && k.not_after().is_none_or(|t| now <= t))
 }
 
-impl KeyProvider for HashMap<AppId, Arc<[PublicKey]>> {
+impl<S: std::hash::BuildHasher> KeyProvider for HashMap<AppId, Arc<[PublicKey]>, S> {
     fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>> {
         self.get(app).cloned()
+    }
+
+    fn app_keys(&self, app: &str) -> Option<(AppId, Arc<[PublicKey]>)> {
+        self.get_key_value(app)
+            .map(|(app, keys)| (app.clone(), keys.clone()))
     }
 }
 
@@ -165,14 +179,16 @@ impl Verifier {
 
         // 3. appId, from claims not yet trusted.
         let claims = dangerous::claims(payload_json)?;
-        let app_id = AppId::new(&claims.app_id).map_err(|_| Rejection::InvalidAppId)?;
+        if !crate::is_valid_app_id(claims.app_id()) {
+            return Err(Rejection::InvalidAppId);
+        }
 
         // 4. The app's keys, from memory.
-        let app_keys = keys
-            .keys_for(&app_id)
-            .ok_or_else(|| Rejection::UnknownApp {
-                app_id: app_id.to_string(),
-            })?;
+        let (app_id, app_keys) =
+            keys.app_keys(claims.app_id())
+                .ok_or_else(|| Rejection::UnknownApp {
+                    app_id: claims.app_id().to_owned(),
+                })?;
 
         // 5. With a kid, only that key; without, every key of the bundle.
         let wanted = |k: &&PublicKey| kid.as_deref().is_none_or(|kid| k.kid().as_str() == kid);
@@ -202,7 +218,7 @@ impl Verifier {
             app_id,
             kid: signer.kid().clone(),
             alg,
-            claims,
+            claims: claims.into_claims(),
         })
     }
 
@@ -225,24 +241,25 @@ impl Verifier {
     }
 
     /// The time and audience rules of step 6, run before the signature.
-    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), Rejection> {
-        let app_id = || claims.app_id.clone();
+    fn check_claims(&self, claims: &impl TimeClaims, now: i64) -> Result<(), Rejection> {
+        let app_id = || claims.app_id().to_owned();
+        let (iat, exp) = (claims.iat(), claims.exp());
         let leeway = i64::try_from(self.config.leeway).unwrap_or(i64::MAX);
-        if claims.iat > claims.exp {
+        if iat > exp {
             return Err(Rejection::IssuedAfterExpiry {
                 app_id: app_id(),
-                iat: claims.iat,
-                exp: claims.exp,
+                iat,
+                exp,
             });
         }
-        if now >= claims.exp.saturating_add(leeway) {
+        if now >= exp.saturating_add(leeway) {
             return Err(Rejection::Expired {
                 app_id: app_id(),
-                exp: claims.exp,
+                exp,
                 now,
             });
         }
-        if let Some(nbf) = claims.nbf
+        if let Some(nbf) = claims.nbf()
             && nbf > now.saturating_add(leeway)
         {
             return Err(Rejection::NotYetValid {
@@ -251,14 +268,14 @@ impl Verifier {
                 now,
             });
         }
-        if claims.iat > now.saturating_add(leeway) {
+        if iat > now.saturating_add(leeway) {
             return Err(Rejection::IssuedInFuture {
                 app_id: app_id(),
-                iat: claims.iat,
+                iat,
                 now,
             });
         }
-        let lifetime = claims.exp.saturating_sub(claims.iat);
+        let lifetime = exp.saturating_sub(iat);
         if u64::try_from(lifetime).is_ok_and(|l| l > self.config.max_lifetime) {
             return Err(Rejection::LifetimeTooLong {
                 app_id: app_id(),
@@ -267,7 +284,7 @@ impl Verifier {
             });
         }
         if let Some(expected) = &self.config.audience
-            && !claims.aud.as_ref().is_some_and(|a| a.contains(expected))
+            && !claims.names_audience(expected)
         {
             return Err(Rejection::WrongAudience {
                 app_id: app_id(),

@@ -65,6 +65,16 @@ mod store;
 mod trace;
 mod watcher;
 
+/// The maps a request reads (keys by appId, revocations, metrics handles,
+/// policy), hashed by foldhash rather than std's SipHash: about 470
+/// instructions of a cold request went to SipHash (docs/performance.md).
+/// Every key is written by the operator or belongs to a verified caller, so
+/// no request can grow one of them with chosen collisions; the seed is
+/// random per process all the same.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set a request reads; see [`FastMap`].
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub use access::{
     AccessControl, ConfigEvent, ConfigFileError, DEFAULT_REVOCATIONS_FILE, Denial, content_version,
 };

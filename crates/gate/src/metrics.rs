@@ -71,7 +71,7 @@ pub(crate) struct ModeLabels {
 
 /// Accepted-request counters by kid, then by app (a key in two apps'
 /// bundles counts apart for each).
-type AcceptedKeys = std::collections::HashMap<Box<str>, Vec<(Box<str>, Counter)>>;
+type AcceptedKeys = crate::FastMap<Box<str>, Vec<(Box<str>, Counter)>>;
 
 /// Every metric the gate exports, under the `appauth_` prefix.
 #[derive(Debug)]
@@ -117,7 +117,7 @@ pub struct Metrics {
     /// Requests held upstream by app (gateway mode); the gauge is the count
     /// the concurrency cap reads.
     in_flight: Family<AppLabels, Gauge>,
-    in_flight_by_app: parking_lot::RwLock<std::collections::HashMap<Box<str>, Gauge>>,
+    in_flight_by_app: parking_lot::RwLock<crate::FastMap<Box<str>, Gauge>>,
     config_info: Family<ConfigLabels, Gauge>,
     key_info: Family<KeyInfoLabels, Gauge>,
     key_first_seen: Family<KeyLabels, Gauge>,
@@ -352,9 +352,9 @@ impl Metrics {
             token_cache_misses,
             token_cache_entries,
             accepted_by_key,
-            accepted_keys: parking_lot::RwLock::new(AcceptedKeys::new()),
+            accepted_keys: parking_lot::RwLock::default(),
             in_flight,
-            in_flight_by_app: parking_lot::RwLock::new(std::collections::HashMap::new()),
+            in_flight_by_app: parking_lot::RwLock::default(),
             config_info,
             key_info,
             key_first_seen,

@@ -138,7 +138,7 @@ pub enum Decision {
 /// A loaded policy with its rate limiters.
 pub struct Policy {
     default: Rules,
-    apps: HashMap<AppId, Rules>,
+    apps: crate::FastMap<AppId, Rules>,
     /// Apps with their own rate each get their own bucket.
     own_limiters: HashMap<AppId, DefaultDirectRateLimiter>,
     /// Everyone else shares the default quota, one bucket per app: memory
@@ -221,7 +221,7 @@ impl Policy {
             }
         };
         let default = raw.default.map(&mut rules).unwrap_or_default();
-        let mut apps = HashMap::new();
+        let mut apps = crate::FastMap::default();
         let mut names: Vec<_> = raw.apps.into_iter().collect();
         // Reported in file order.
         names.sort_by_key(|(name, _)| name.span().start);

@@ -11,7 +11,7 @@
 //! private key, whose holder signs fresh tokens. A `kid` rule (or retiring
 //! the key from the bundle) stops the key; `app <appId>` stops the app.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -75,12 +75,12 @@ impl FromStr for Rule {
 /// A parsed revocation list.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RevocationList {
-    jtis: HashSet<String>,
+    jtis: crate::FastSet<String>,
     /// Every cut-off of each app: the latest is the one in force, and a
     /// lifted one leaves the others.
-    apps_before: HashMap<AppId, BTreeSet<i64>>,
-    kids: HashSet<String>,
-    apps_blocked: HashSet<AppId>,
+    apps_before: crate::FastMap<AppId, BTreeSet<i64>>,
+    kids: crate::FastSet<String>,
+    apps_blocked: crate::FastSet<AppId>,
 }
 
 /// A line of a policy or revocation file that cannot be used.

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use appauth_core::Fingerprint;
 
-type Snapshot = HashMap<AppId, Arc<[PublicKey]>>;
+type Snapshot = crate::FastMap<AppId, Arc<[PublicKey]>>;
 
 /// One `<appId>_public.pem` as last read.
 struct FileState {
@@ -91,7 +91,7 @@ impl KeyStore {
             dir: dir.into(),
             algorithms,
             clock,
-            published: ArcSwap::from_pointee(HashMap::new()),
+            published: ArcSwap::from_pointee(Snapshot::default()),
             files: Mutex::new(HashMap::new()),
             warned_private: Mutex::new(HashSet::new()),
             others: Mutex::new(HashMap::new()),
@@ -341,6 +341,10 @@ fn holds_private_pem(bytes: &[u8]) -> bool {
 impl KeyProvider for KeyStore {
     fn keys_for(&self, app: &AppId) -> Option<Arc<[PublicKey]>> {
         self.published.load().get(app).cloned()
+    }
+
+    fn app_keys(&self, app: &str) -> Option<(AppId, Arc<[PublicKey]>)> {
+        self.published.load().app_keys(app)
     }
 
     fn has_key(&self, app: &AppId, kid: &appauth_core::Kid, now: i64) -> bool {
