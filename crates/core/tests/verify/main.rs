@@ -556,3 +556,71 @@ fn our_tokens_decode_with_jsonwebtoken_as_an_independent_implementation() {
     assert_eq!(data.claims["role"], "batch");
     assert_eq!(data.header.kid.as_deref(), Some(key.kid().as_str()));
 }
+
+#[test]
+fn every_algorithm_verifies_what_jsonwebtoken_signs_and_no_other() {
+    // The verifier hashes the signing input itself and checks the digest,
+    // so each algorithm's hash and padding (PKCS#1 v1.5, PSS) is checked
+    // here against an independent signer.
+    let pem = fixture("node/node-app_private.pem");
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    let public_pem = fixture("node/node-app_public.pem");
+    for alg in Algorithm::ALL {
+        let theirs: jsonwebtoken::Algorithm = alg.as_str().parse().unwrap();
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(theirs),
+            &claims("node-app"),
+            &encoding,
+        )
+        .unwrap();
+        let config = VerifyConfig {
+            algorithms: vec![alg],
+            ..Default::default()
+        };
+        let keys = keys_with("node-app", &public_pem, &[alg]);
+        let verified = verifier_at(IAT + 10, config)
+            .verify(&token, &keys)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(verified.alg, alg);
+
+        // The same signature under another algorithm's name is refused by
+        // its signature: each algorithm's hash or padding differs.
+        for other in Algorithm::ALL.into_iter().filter(|o| *o != alg) {
+            let (_, rest) = token.split_once('.').unwrap();
+            let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{other}"}}"#));
+            let renamed = format!("{header}.{rest}");
+            let config = VerifyConfig {
+                algorithms: vec![other],
+                ..Default::default()
+            };
+            let keys = keys_with("node-app", &public_pem, &[other]);
+            assert_eq!(
+                reason(&verifier_at(IAT + 10, config), &renamed, &keys),
+                Reason::BadSignature,
+                "{alg} signature named {other}"
+            );
+        }
+
+        // And jsonwebtoken verifies what the signer here makes with it.
+        let ours = sign_token(&node_private(), alg, &claims_struct()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(theirs);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(&public_pem).unwrap();
+        jsonwebtoken::decode::<serde_json::Value>(&ours, &decoding, &validation)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+    }
+}
+
+fn claims_struct() -> Claims {
+    Claims {
+        app_id: "node-app".into(),
+        iat: IAT,
+        exp: IAT + 300,
+        nbf: None,
+        jti: None,
+        aud: None,
+        iss: None,
+        extra: serde_json::Map::new(),
+    }
+}
