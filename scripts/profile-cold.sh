@@ -123,16 +123,12 @@ def inclusive(pattern):
             return int(m.group(1).replace(",", ""))
     return None
 decision = inclusive(r"appauth_gate::gate::Gate::(decide_untraced|decide|authenticate) ")
-# The warm path calls no RSA: the decision is all the gate's.
-if os.environ.get("PROFILE_PATH") == "warm" and decision:
-    print(f"the gate's decision: {decision / n:,.0f} a request (warm: no RSA)")
-# The verification call, and the hash of the signing input taken before it.
+# The verification call, and the hash of the signing input taken before it
+# (on the warm path, the first request's one verification).
 rsa = inclusive(r"aws_lc_rs::signature::ParsedVerificationAlgorithm")
 if rsa:
     rsa += inclusive(r"aws_lc_rs::digest::sha::sha\d+_digest ") or 0
-if os.environ.get("PROFILE_PATH") == "warm":
-    pass
-elif decision and rsa:
+if decision and rsa:
     print(f"the gate's decision: {decision / n:,.0f} a request, of which aws-lc's verification call "
           f"{rsa / n:,.0f}; the gate's own: {(decision - rsa) / n:,.0f}")
 else:

@@ -3,7 +3,7 @@
 //! decodes them with the OpenTelemetry protocol types; in gateway mode, a
 //! recording upstream shows the `traceparent` it was sent.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,31 +115,16 @@ fn serve(
 ) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let mut len = 0;
-        let mut content_type = String::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.trim_end().split_once(':') {
-                match n.to_ascii_lowercase().as_str() {
-                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                    "content-type" => content_type = v.trim().to_owned(),
-                    _ => {}
-                }
-            }
-        }
+    while let Some(head) = crate::util::read_head(&mut reader) {
+        let path = head.target.clone();
+        let field = |name: &str| {
+            head.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let len = field("content-length").parse().unwrap_or(0);
+        let content_type = field("content-type").to_owned();
         let mut body = vec![0; len];
         if reader.read_exact(&mut body).is_err() {
             return;

@@ -194,12 +194,41 @@ pub fn raw_exchange(url: &str, request: &[u8]) -> (u16, String) {
 
 pub use appauth_testkit::Received;
 
+/// A request's head as a plain HTTP/1.1 reader takes it: the method, the
+/// target and the header fields in order, with the body still to be read
+/// (and left empty here). `None` at the end of the connection.
+pub fn read_head(reader: &mut impl std::io::BufRead) -> Option<Received> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.trim_end().split_once(':') {
+            headers.push((n.to_owned(), v.trim().to_owned()));
+        }
+    }
+    Some(Received {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    })
+}
+
 /// An upstream that reads a request the way Python's http.server and many
 /// WSGI servers do: the head, then exactly `Content-Length` bytes (a chunked
 /// body reads as empty). It records each request and answers 200 with the
 /// number of body bytes it read, then closes the connection.
 pub fn recording_upstream() -> (String, Arc<Mutex<Vec<Received>>>) {
-    use std::io::{BufRead, Read, Write};
+    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -210,37 +239,19 @@ pub fn recording_upstream() -> (String, Arc<Mutex<Vec<Received>>>) {
             let record = record.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                let Some(mut received) = read_head(&mut reader) else {
                     return;
-                }
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or_default().to_owned();
-                let target = parts.next().unwrap_or_default().to_owned();
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((n, v)) = h.trim_end().split_once(':') {
-                        headers.push((n.to_owned(), v.trim().to_owned()));
-                    }
-                }
-                let len: usize = headers
+                };
+                let len: usize = received
+                    .headers
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
                     .and_then(|(_, v)| v.parse().ok())
                     .unwrap_or(0);
-                let mut body = vec![0u8; len];
-                let _ = reader.read_exact(&mut body);
-                let reply = format!("{{\"read\":{}}}", body.len());
-                record.lock().unwrap().push(Received {
-                    method,
-                    target,
-                    headers,
-                    body,
-                });
+                received.body = vec![0u8; len];
+                let _ = reader.read_exact(&mut received.body);
+                let reply = format!("{{\"read\":{}}}", received.body.len());
+                record.lock().unwrap().push(received);
                 let mut conn = conn;
                 let _ = write!(
                     conn,

@@ -8,3 +8,15 @@ mod axum_api;
 mod conformance;
 mod processes;
 mod tracer;
+
+/// A keys directory with one new 2048-bit key for `orders`, and the key.
+fn orders_keys() -> (tempfile::TempDir, appauth_core::PrivateKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = appauth_core::PrivateKey::generate(2048).unwrap();
+    std::fs::write(
+        dir.path().join("orders_public.pem"),
+        key.public_key_pem().unwrap(),
+    )
+    .unwrap();
+    (dir, key)
+}

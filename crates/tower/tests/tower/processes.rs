@@ -119,13 +119,7 @@ fn token(key: &PrivateKey, app: &str) -> String {
 
 #[tokio::test]
 async fn the_grpc_example_answers_grpc_statuses() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = PrivateKey::generate(2048).unwrap();
-    std::fs::write(
-        dir.path().join("orders_public.pem"),
-        key.public_key_pem().unwrap(),
-    )
-    .unwrap();
+    let (dir, key) = crate::orders_keys();
     let running = start("grpc-api", &["--keys-dir", dir.path().to_str().unwrap()]);
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
         .unwrap()

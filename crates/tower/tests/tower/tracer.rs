@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use appauth_core::PrivateKey;
 use appauth_gate::{DecisionRecord, DecisionTracer, TraceParent};
 use appauth_tower::AppAuthLayer;
 use axum::body::Body;
@@ -55,13 +54,7 @@ impl DecisionTracer for Recording {
 
 #[tokio::test]
 async fn the_gate_hands_each_decision_to_the_tracer_and_the_handler_gets_its_context() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = PrivateKey::generate(2048).unwrap();
-    std::fs::write(
-        keys.path().join("orders_public.pem"),
-        key.public_key_pem().unwrap(),
-    )
-    .unwrap();
+    let (keys, key) = crate::orders_keys();
     let tracer = Arc::new(Recording::default());
     let layer = AppAuthLayer::from_dir(keys.path())
         .exempt([("GET", "/healthz")])
