@@ -19,7 +19,10 @@
 # server's too, so its CPU is counted. (i), (j): (a) and (d) carrying the
 # warm token in x-token, which the exempt route never reads: the floor of a
 # request as long as (b)'s, so that (b)-(i) and (e)-(j) are the gate's own
-# work, without the bigger head's parsing and copying.
+# work, without the bigger head's parsing and copying. The targets are
+# printed twice: from the rows' medians, and paired round by round (each
+# round's difference or ratio, then their median), which cancels the drift
+# of a shared machine between rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench/lib.sh
@@ -60,31 +63,39 @@ start_server traced-warm --workers 1 --otlp-endpoint "http://127.0.0.1:$SINK_POR
 TRACED_PID=$PID TRACED_URL=$URL
 start_server traced-cold --workers 1 --token-cache-mb 0 --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
 TRACED_COLD_PID=$PID TRACED_COLD_URL=$URL
-A=() B=() C=() D=() E=() F=() G=() H=() I=() J=() OSSL=()
+A=() B=() C=() D=() E=() F=() G=() H=() I=() J=() OSSL=() OSSL2=()
+# Within a round, the rows a target compares run back to back (a floor,
+# then what is measured against it), so that the paired figures below,
+# worked out round by round, see the machine in the same state.
+ossl() { openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}'; }
 for _ in $(seq 1 "$ROUNDS"); do
   A+=("$(measure "$WARM_PID" "$WARM_URL" /healthz)")
   B+=("$(measure "$WARM_PID" "$WARM_URL" /ping "$work/warm.txt")")
+  I+=("$(measure "$WARM_PID" "$WARM_URL" /healthz "$work/warm.txt")")
   C+=("$(measure "$COLD_PID" "$COLD_URL" /ping "$work/cold.txt")")
+  OSSL+=("$(ossl)")
   D+=("$(measure "$AXUM_PID" "$AXUM_URL" /healthz)")
   E+=("$(measure "$AXUM_PID" "$AXUM_URL" /ping "$work/warm.txt")")
+  J+=("$(measure "$AXUM_PID" "$AXUM_URL" /healthz "$work/warm.txt")")
   F+=("$(measure "$AXUM_COLD_PID" "$AXUM_COLD_URL" /ping "$work/cold.txt")")
+  OSSL2+=("$(ossl)")
   G+=("$(measure "$TRACED_PID" "$TRACED_URL" /ping "$work/warm.txt")")
   H+=("$(measure "$TRACED_COLD_PID" "$TRACED_COLD_URL" /ping "$work/cold.txt")")
-  I+=("$(measure "$WARM_PID" "$WARM_URL" /healthz "$work/warm.txt")")
-  J+=("$(measure "$AXUM_PID" "$AXUM_URL" /healthz "$work/warm.txt")")
-  OSSL+=("$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}')")
 done
 join() { local IFS=';'; echo "$*"; }
 sleep 1 # the last batch (the exporter sends every 5 s, or each 512 spans)
 
-python3 - "$BIN" "$(join "${OSSL[@]}")" "$(join "${A[@]}")" "$(join "${B[@]}")" "$(join "${C[@]}")" \
+python3 - "$BIN" "$(join "${OSSL[@]}")" "$(join "${OSSL2[@]}")" "$(join "${A[@]}")" "$(join "${B[@]}")" "$(join "${C[@]}")" \
   "$(join "${D[@]}")" "$(join "${E[@]}")" "$(join "${F[@]}")" "$(join "${G[@]}")" "$(join "${H[@]}")" \
   "$(join "${I[@]}")" "$(join "${J[@]}")" \
   "$(cat "$work/spans" 2>/dev/null || echo 0)" <<'PY'
 import statistics, sys
-binary, ossl, *runs = sys.argv[1:]
+binary, ossl, ossl2, *runs = sys.argv[1:]
 exported = int(runs.pop())
-verify_us = statistics.median(1e6 / float(v) for v in ossl.split(";"))
+# openssl runs twice a round, beside the actix and the tower cold rows.
+ossl_us = [1e6 / float(v) for v in ossl.split(";")]
+ossl2_us = [1e6 / float(v) for v in ossl2.split(";")]
+verify_us = statistics.median(ossl_us + ossl2_us)
 def median_row(run):
     rows = [r.split() for r in run.split(";")]
     us = statistics.median(float(r[0]) for r in rows)
@@ -124,4 +135,26 @@ print(f"with the token on the floor too: actix warm (b)-(i) {b - i:.2f} us, cold
       f"{c / (i + verify_us):.2f}x; tower warm (e)-(j) {e - j:.2f} us, cold (f)/((j)+openssl) {f / (j + verify_us):.2f}x")
 print(f"traces: on costs {g - b:.2f} us warm ((g)-(b)) and {h - c:.2f} us cold ((h)-(c)); "
       f"{exported:,} spans reached the sink for {traced:,} traced requests")
+
+# The same targets paired round by round: each round's difference or ratio
+# of rows run back to back, then the median of those. The machine drifts
+# by microseconds between rounds, which a difference of two medians taken
+# from different rounds keeps and a per-round difference cancels.
+def per_round(run, col):
+    return [float(r.split()[col]) for r in run.split(";")]
+ra, rb, rc, rd, re_, rf, rg, rh, ri, rj = (per_round(r, 0) for r in runs)
+ua_, ub_, uc_, ud_, ue_, uf_, ug_, uh_, ui_, uj_ = (per_round(r, 3) for r in runs)
+def paired(xs):
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f} to {max(xs):.2f})"
+print()
+print(f"paired by round, median (range) of {len(ra)} rounds:")
+print(f"  tower warm (e)-(d): {paired([x - y for x, y in zip(re_, rd)])} us, user "
+      f"{paired([x - y for x, y in zip(ue_, ud_)])} us (target <= 1 us); (e)-(j): "
+      f"{paired([x - y for x, y in zip(re_, rj)])} us, user {paired([x - y for x, y in zip(ue_, uj_)])} us")
+print(f"  tower cold (f)/((d)+openssl): {paired([x / (y + o) for x, y, o in zip(rf, rd, ossl2_us)])}x, user "
+      f"{paired([x / (y + o) for x, y, o in zip(uf_, ud_, ossl2_us)])}x (target <= 1.3x)")
+print(f"  actix warm (b)-(a): {paired([x - y for x, y in zip(rb, ra)])} us, user "
+      f"{paired([x - y for x, y in zip(ub_, ua_)])} us; (b)-(i): {paired([x - y for x, y in zip(rb, ri)])} us")
+print(f"  actix cold (c)/((a)+openssl): {paired([x / (y + o) for x, y, o in zip(rc, ra, ossl_us)])}x, user "
+      f"{paired([x / (y + o) for x, y, o in zip(uc_, ua_, ossl_us)])}x")
 PY

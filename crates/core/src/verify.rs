@@ -137,33 +137,14 @@ impl Verifier {
         token: &str,
         keys: &(impl KeyProvider + ?Sized),
     ) -> Result<Verified, Rejection> {
-        // 1. Shape, then every part decoded (header, payload, signature, in
-        // that order) before any is read, on the stack unless one is long
-        // (a header with a certificate chain, a signature over 4096 bits):
-        // nothing is allocated before the signature is checked, and each
-        // part borrows its own buffer (the header's `kid` is borrowed).
-        let parts = dangerous::split(token)?;
-        let (mut header_buf, mut payload_buf, mut signature_buf) = ([0; 256], [0; 512], [0; 512]);
-        let (mut long_header, mut long_payload, mut long_signature) =
-            (Vec::new(), Vec::new(), Vec::new());
-        let header_json = dangerous::decode_part_small(
-            "header",
-            parts.header,
-            &mut header_buf,
-            &mut long_header,
-        )?;
-        let payload_json = dangerous::decode_part_small(
-            "payload",
-            parts.payload,
-            &mut payload_buf,
-            &mut long_payload,
-        )?;
-        let signature = dangerous::decode_part_small(
-            "signature",
-            parts.signature,
-            &mut signature_buf,
-            &mut long_signature,
-        )?;
+        // 1. Shape, then every part decoded before any is read.
+        let mut buffers = dangerous::PartBuffers::new();
+        let dangerous::DecodedToken {
+            signing_input,
+            header: header_json,
+            payload: payload_json,
+            signature,
+        } = dangerous::decode(token, &mut buffers)?;
 
         // 2. Header and algorithm.
         let header = dangerous::header(header_json)?;
@@ -209,7 +190,7 @@ impl Verifier {
         let signer = app_keys
             .iter()
             .filter(wanted)
-            .find(|k| k.verify(alg, parts.signing_input.as_bytes(), signature, now))
+            .find(|k| k.verify(alg, signing_input.as_bytes(), signature, now))
             .ok_or_else(|| Rejection::BadSignature {
                 app_id: app_id.to_string(),
             })?;

@@ -11,7 +11,7 @@ use crate::cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::refusal::{LogLevel, Refusal};
 use crate::refusal_log::RefusalLog;
-use crate::request::{RequestHead, extract_token};
+use crate::request::{RequestHead, token_bytes};
 use crate::route_pattern::RoutePattern;
 use crate::store::KeyStore;
 use crate::trace::{Decision, DecisionRecord, DecisionTracer, Trail};
@@ -367,9 +367,11 @@ impl Gate {
         if s.access.as_ref().is_some_and(|a| !a.ready()) {
             return Err(Refusal::RevocationsNotLoaded);
         }
-        let token = extract_token(head.headers)?;
+        // Read as text only to be verified: see `token_bytes`.
+        let token = token_bytes(head.headers)?;
         let keys = s.keys.as_ref();
         let mut verify = || {
+            let token = crate::request::text(token)?;
             let started = Instant::now();
             let result = s.verifier.verify(token, keys);
             let took = started.elapsed();
