@@ -55,21 +55,17 @@ impl<'a> Cursor<'a> {
     // instructions of saved registers, some 14 times a cold request.
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
-        let end = self.string_end()?;
+        let start = self.i + 1;
+        let len = self.bytes()?.len();
         // Between two quotes, so on character boundaries.
-        self.text.get(self.i - 1 - end.len()..self.i - 1)
+        self.text.get(start..start + len)
     }
 
-    /// A string's bytes, for a member name: compared with the names the
-    /// callers know as bytes, with no character-boundary check (about 17
-    /// instructions a name).
+    /// A string's bytes: what a member name is read as, since the callers
+    /// compare names with the ones they know as bytes, with no
+    /// character-boundary check (about 17 instructions a name).
     #[inline(always)]
-    fn name(&mut self) -> Option<&'a [u8]> {
-        self.string_end()
-    }
-
-    #[inline(always)]
-    fn string_end(&mut self) -> Option<&'a [u8]> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
         let rest = &self.s[start..];
@@ -150,7 +146,7 @@ pub(crate) fn members<'a>(
     c.ws();
     if c.eat(b'}').is_none() {
         loop {
-            let name = c.name()?;
+            let name = c.bytes()?;
             c.ws();
             c.eat(b':')?;
             c.ws();

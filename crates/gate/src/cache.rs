@@ -183,6 +183,12 @@ mod tests {
         sign_token(key, Algorithm::RS512, &claims).unwrap()
     }
 
+    /// Verifies `t` and caches it, as the gate does on a miss.
+    fn remember(cache: &TokenCache, t: &str, keys: &Keys, verifier: &Verifier) {
+        let verified = Arc::new(verifier.verify(t, keys).unwrap());
+        cache.insert(t, verified, Counter::default());
+    }
+
     #[test]
     fn hits_only_while_the_key_is_there_and_the_token_is_valid() {
         let key = PrivateKey::generate(2048).unwrap();
@@ -192,11 +198,7 @@ mod tests {
         let cache = TokenCache::new(1024 * 1024);
         let t = token(&key, 1000, 0);
         assert!(cache.get(&t, &keys, &verifier, 1000).is_none());
-        cache.insert(
-            &t,
-            Arc::new(verifier.verify(&t, &keys).unwrap()),
-            Counter::default(),
-        );
+        remember(&cache, &t, &keys, &verifier);
         assert!(cache.get(&t, &keys, &verifier, 1100).is_some());
 
         // Expired (exp 1300 + 30 s leeway): a miss, and the entry is gone.
@@ -204,19 +206,11 @@ mod tests {
         assert!(cache.is_empty());
 
         // The app's key replaced: a miss.
-        cache.insert(
-            &t,
-            Arc::new(verifier.verify(&t, &keys).unwrap()),
-            Counter::default(),
-        );
+        remember(&cache, &t, &keys, &verifier);
         let other = keys_of("a", &PrivateKey::generate(2048).unwrap());
         assert!(cache.get(&t, &other, &verifier, 1100).is_none());
         // The app gone: a miss.
-        cache.insert(
-            &t,
-            Arc::new(verifier.verify(&t, &keys).unwrap()),
-            Counter::default(),
-        );
+        remember(&cache, &t, &keys, &verifier);
         assert!(cache.get(&t, &Keys::new(), &verifier, 1100).is_none());
     }
 
@@ -228,11 +222,7 @@ mod tests {
             Verifier::with_clock(VerifyConfig::default(), Arc::new(ManualClock::new(1000)));
         let cache = TokenCache::new(1024 * 1024);
         let t = token(&key, 1000, 0);
-        cache.insert(
-            &t,
-            Arc::new(verifier.verify(&t, &keys).unwrap()),
-            Counter::default(),
-        );
+        remember(&cache, &t, &keys, &verifier);
         // The same hash (length and last bytes), another header: a miss,
         // and the real entry stays.
         let mut forged = t.clone().into_bytes();
@@ -257,11 +247,7 @@ mod tests {
         let cache = TokenCache::new(budget);
         for i in 0..500 {
             let t = token(&key, 1000, i);
-            cache.insert(
-                &t,
-                Arc::new(verifier.verify(&t, &keys).unwrap()),
-                Counter::default(),
-            );
+            remember(&cache, &t, &keys, &verifier);
         }
         assert!(cache.bytes() <= budget, "{} > {budget}", cache.bytes());
         assert!(cache.len() < 500);
