@@ -23,6 +23,18 @@
 # printed twice: from the rows' medians, and paired round by round (each
 # round's difference or ratio, then their median), which cancels the drift
 # of a shared machine between rounds.
+#
+#   BENCH_CPUS=one scripts/bench-cpu.sh     # everything on CPU 0
+#
+# By default the server and wrk run where the kernel puts them, on the two
+# CPUs. A response to a wrk that sleeps then wakes it on the other CPU with
+# a function-call interrupt, and wrk sleeps between responses when the
+# server is the slow side: a cold row's case (a third of its requests), not
+# /healthz's. The script prints those interrupts per request, since the
+# server's kernel time pays for them. BENCH_CPUS=one puts the server, wrk
+# and openssl on CPU 0, where a wakeup needs none, as openssl's loop needs
+# none: the other reading of the same targets (docs/performance.md has
+# both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench/lib.sh
@@ -34,18 +46,25 @@ CONNS=${BENCH_CONNECTIONS:-32}
 NTOKENS=${BENCH_TOKENS:-10000}
 
 need wrk wrk
+case ${BENCH_CPUS:-two} in
+  two) ;;
+  one) PIN=(taskset -c 0) ;;
+  *) echo "BENCH_CPUS is two or one" >&2; exit 2 ;;
+esac
 build_release
 "$TOOLS/appauth-keygen" new bench --bits 2048 --public-dir "$work/keys" --private-dir "$work/private" >/dev/null
 "$TOOLS/examples/mint-tokens" bench "$work/private/bench_private.pem" "$NTOKENS" > "$work/cold.txt"
 head -1 "$work/cold.txt" > "$work/warm.txt"
 
-measure() { # measure PID URL PATH [TOKENS] -> "us_per_request requests rps user_us_per_request"
-  local before after ubefore uafter out
-  before=$(ticks "$1") ubefore=$(user_ticks "$1")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 5s -s "$ROOT/scripts/bench/tokens.lua" "$2" -- "$3" "${4:-}" \
+# Function-call interrupts (the kernel's cross-CPU wakeups), all CPUs.
+ipis() { awk '$1 == "CAL:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts; }
+measure() { # measure PID URL PATH [TOKENS] -> "us_per_request requests rps user_us_per_request ipis_per_request"
+  local before after ubefore uafter ibefore iafter out
+  before=$(ticks "$1") ubefore=$(user_ticks "$1") ibefore=$(ipis)
+  out=$("${PIN[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 5s -s "$ROOT/scripts/bench/tokens.lua" "$2" -- "$3" "${4:-}" \
     | awk '/^RESULT/ {print $2, $5}')
-  after=$(ticks "$1") uafter=$(user_ticks "$1")
-  python3 -c "import sys; rps, n = map(float, '$out'.split()); print(f'{($after - $before) / $HZ / n * 1e6:.2f} {n:.0f} {rps:.0f} {($uafter - $ubefore) / $HZ / n * 1e6:.2f}')"
+  after=$(ticks "$1") uafter=$(user_ticks "$1") iafter=$(ipis)
+  python3 -c "import sys; rps, n = map(float, '$out'.split()); print(f'{($after - $before) / $HZ / n * 1e6:.2f} {n:.0f} {rps:.0f} {($uafter - $ubefore) / $HZ / n * 1e6:.2f} {($iafter - $ibefore) / n:.3f}')"
 }
 
 start_server warm --workers 1
@@ -57,7 +76,7 @@ AXUM_PID=$PID AXUM_URL=$URL
 start_axum axum-cold --token-cache-mb 0
 AXUM_COLD_PID=$PID AXUM_COLD_URL=$URL
 SINK_PORT=$(free_port)
-python3 scripts/bench/otlp-sink.py "$SINK_PORT" "$work/spans" &
+"${PIN[@]}" python3 scripts/bench/otlp-sink.py "$SINK_PORT" "$work/spans" &
 pids+=("$!")
 start_server traced-warm --workers 1 --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
 TRACED_PID=$PID TRACED_URL=$URL
@@ -67,7 +86,7 @@ A=() B=() C=() D=() E=() F=() G=() H=() I=() J=() OSSL=() OSSL2=()
 # Within a round, the rows a target compares run back to back (a floor,
 # then what is measured against it), so that the paired figures below,
 # worked out round by round, see the machine in the same state.
-ossl() { openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}'; }
+ossl() { "${PIN[@]}" openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa +2048 bits/ {print $7}'; }
 for _ in $(seq 1 "$ROUNDS"); do
   A+=("$(measure "$WARM_PID" "$WARM_URL" /healthz)")
   B+=("$(measure "$WARM_PID" "$WARM_URL" /ping "$work/warm.txt")")
@@ -89,7 +108,7 @@ python3 - "$BIN" "$(join "${OSSL[@]}")" "$(join "${OSSL2[@]}")" "$(join "${A[@]}
   "$(join "${D[@]}")" "$(join "${E[@]}")" "$(join "${F[@]}")" "$(join "${G[@]}")" "$(join "${H[@]}")" \
   "$(join "${I[@]}")" "$(join "${J[@]}")" \
   "$(cat "$work/spans" 2>/dev/null || echo 0)" <<'PY'
-import statistics, sys
+import os, statistics, sys
 binary, ossl, ossl2, *runs = sys.argv[1:]
 exported = int(runs.pop())
 # openssl runs twice a round, beside the actix and the tower cold rows.
@@ -100,21 +119,23 @@ def median_row(run):
     rows = [r.split() for r in run.split(";")]
     us = statistics.median(float(r[0]) for r in rows)
     user = statistics.median(float(r[3]) for r in rows)
-    return f"{us} {sum(int(r[1]) for r in rows)} {statistics.median(int(r[2]) for r in rows)} {user}"
+    ipis = statistics.median(float(r[4]) for r in rows)
+    return f"{us} {sum(int(r[1]) for r in rows)} {statistics.median(int(r[2]) for r in rows)} {user} {ipis}"
 rows = [median_row(r) for r in runs]
 names = ["(a) GET /healthz, no token", "(b) warm GET /ping, one token", "(c) cold GET /ping, 2048-bit, cache off",
          "(d) axum-api GET /healthz, no token", "(e) axum-api warm GET /ping", "(f) axum-api cold GET /ping, cache off",
          "(g) (b) with traces on", "(h) (c) with traces on",
          "(i) (a) carrying (b)'s token", "(j) (d) carrying (e)'s token"]
-print(f"binary: {binary}; each row the median of {len(runs[0].split(';'))} interleaved runs")
-print("| run | server CPU us/request | of which user | requests | req/s |")
-print("|---|---:|---:|---:|---:|")
+cpus = "one CPU for all (BENCH_CPUS=one)" if os.environ.get("BENCH_CPUS") == "one" else "two CPUs"
+print(f"binary: {binary}; {cpus}; each row the median of {len(runs[0].split(';'))} interleaved runs")
+print("| run | server CPU us/request | of which user | requests | req/s | wakeup IPIs/request |")
+print("|---|---:|---:|---:|---:|---:|")
 vals, users = [], []
 for name, row in zip(names, rows):
-    us, n, rps, user = row.split()
+    us, n, rps, user, ipis = row.split()
     vals.append(float(us))
     users.append(float(user))
-    print(f"| {name} | {float(us):.2f} | {float(user):.2f} | {int(n):,} | {int(float(rps)):,} |")
+    print(f"| {name} | {float(us):.2f} | {float(user):.2f} | {int(n):,} | {int(float(rps)):,} | {float(ipis):.2f} |")
 a, b, c, d, e, f, g, h, i, j = vals
 ua, ub, uc, ud, ue, uf, ug, uh, ui, uj = users
 traced = sum(int(r.split()[1]) for r in rows[6:8])

@@ -31,12 +31,16 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 mkdir -p "$work/keys" "$work/private"
 
+# A prefix for every process a script starts (servers, load, references):
+# scripts/bench-cpu.sh's BENCH_CPUS=one sets it to one CPU for all of them.
+PIN=()
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 start_server() { # start_server NAME ARGS...: $BIN's server on $work/keys; sets URL and PID
   local port
   port=$(free_port)
-  "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
+  "${PIN[@]}" "$BIN/appauth-server" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
   PID=$!
   pids+=("$PID")
   URL="http://127.0.0.1:$port"
@@ -47,7 +51,7 @@ start_server() { # start_server NAME ARGS...: $BIN's server on $work/keys; sets 
 start_axum() { # start_axum NAME ARGS...: the axum example (one tokio worker) on $work/keys; sets URL and PID
   local port
   port=$(free_port)
-  TOKIO_WORKER_THREADS=1 "$TOOLS/examples/axum-api" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
+  TOKIO_WORKER_THREADS=1 "${PIN[@]}" "$TOOLS/examples/axum-api" --keys-dir "$work/keys" --bind "127.0.0.1:$port" "${@:2}" >"$work/$1.log" 2>&1 &
   PID=$!
   pids+=("$PID")
   URL="http://127.0.0.1:$port"

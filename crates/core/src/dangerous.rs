@@ -5,6 +5,7 @@
 //! trusts nothing else until the signature verifies.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -16,12 +17,13 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// The three parts of a compact JWS, checked for shape only. The signature
 /// is the text after the second dot, which holds a third dot when the token
-/// has four parts or more: [`UnverifiedToken::refuse`] says so.
+/// has four parts or more: [`UnverifiedToken::refuse`] says so. Bytes, not
+/// yet known to be text: see [`decode`].
 pub(crate) struct UnverifiedToken<'a> {
-    pub signing_input: &'a str,
-    pub header: &'a str,
-    pub payload: &'a str,
-    pub signature: &'a str,
+    pub signing_input: &'a [u8],
+    pub header: &'a [u8],
+    pub payload: &'a [u8],
+    pub signature: &'a [u8],
 }
 
 impl UnverifiedToken<'_> {
@@ -32,7 +34,7 @@ impl UnverifiedToken<'_> {
     /// read by the decoder alone (a search of it cost about 100
     /// instructions of a cold request).
     pub(crate) fn refuse(&self, refusal: Rejection) -> Rejection {
-        if memchr::memchr(b'.', self.signature.as_bytes()).is_some() {
+        if memchr::memchr(b'.', self.signature).is_some() {
             Rejection::NotThreeParts
         } else {
             refusal
@@ -42,7 +44,7 @@ impl UnverifiedToken<'_> {
 
 /// A token's three parts, decoded: what step 1 hands on.
 pub(crate) struct DecodedToken<'t, 'b> {
-    pub signing_input: &'t str,
+    pub signing_input: &'t [u8],
     pub header: &'b [u8],
     pub payload: &'b [u8],
     pub signature: &'b [u8],
@@ -50,19 +52,22 @@ pub(crate) struct DecodedToken<'t, 'b> {
 
 /// Where [`decode`] puts a token's parts: on the stack, unless one is long
 /// (a header with a certificate chain, a signature over 4096 bits).
+/// Uninitialized: the decoder writes each byte that is then read, and
+/// hands back only those (zeroing 1,280 bytes cost about 110 instructions
+/// of a cold request).
 pub(crate) struct PartBuffers {
-    header: [u8; 256],
-    payload: [u8; 512],
-    signature: [u8; 512],
+    header: [MaybeUninit<u8>; 256],
+    payload: [MaybeUninit<u8>; 512],
+    signature: [MaybeUninit<u8>; 512],
     long: [Vec<u8>; 3],
 }
 
 impl PartBuffers {
     pub(crate) fn new() -> Self {
         Self {
-            header: [0; 256],
-            payload: [0; 512],
-            signature: [0; 512],
+            header: [MaybeUninit::uninit(); 256],
+            payload: [MaybeUninit::uninit(); 512],
+            signature: [MaybeUninit::uninit(); 512],
             long: Default::default(),
         }
     }
@@ -72,12 +77,22 @@ impl PartBuffers {
 /// signature, in that order) before any is read. Nothing is allocated for a
 /// token whose parts fit their stack buffers, and each part borrows its own
 /// buffer (the header's `kid` is borrowed).
+///
+/// `token` is a header's bytes: one that is not UTF-8 is not a token at
+/// all, and is refused as "not three parts", whatever else is wrong with
+/// it. Only a token already refused is checked: one that decodes is ASCII,
+/// since the dots and the alphabet are (a check of all 540 bytes cost
+/// about 150 instructions of a cold request).
 pub(crate) fn decode<'t, 'b>(
-    token: &'t str,
+    token: &'t [u8],
     bufs: &'b mut PartBuffers,
 ) -> Result<DecodedToken<'t, 'b>, Rejection> {
-    let parts = split(token)?;
-    decode_parts(&parts, bufs).map_err(|refusal| parts.refuse(refusal))
+    split(token)
+        .and_then(|parts| decode_parts(&parts, bufs).map_err(|refusal| parts.refuse(refusal)))
+        .map_err(|refusal| match simdutf8::basic::from_utf8(token) {
+            Ok(_) => refusal,
+            Err(_) => Rejection::NotThreeParts,
+        })
 }
 
 fn decode_parts<'t, 'b>(
@@ -121,7 +136,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// each of a length some base64url text has. The alphabet is the decoder's
 /// to check ([`decode_part`]), which [`decode`] runs on all three parts
 /// before any is read: one pass over the bytes, not two.
-pub(crate) fn split(token: &str) -> Result<UnverifiedToken<'_>, Rejection> {
+pub(crate) fn split(token: &[u8]) -> Result<UnverifiedToken<'_>, Rejection> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(Rejection::TooLong {
             len: token.len(),
@@ -131,14 +146,12 @@ pub(crate) fn split(token: &str) -> Result<UnverifiedToken<'_>, Rejection> {
     // The dots by the memchr crate, which takes half the instructions of
     // std's byte search. The signature is not searched for a third dot
     // here: see [`UnverifiedToken::refuse`].
-    let bytes = token.as_bytes();
-    let Some(first) = memchr::memchr(b'.', bytes) else {
+    let Some(first) = memchr::memchr(b'.', token) else {
         return Err(Rejection::NotThreeParts);
     };
-    let Some(second) = memchr::memchr(b'.', &bytes[first + 1..]).map(|at| first + 1 + at) else {
+    let Some(second) = memchr::memchr(b'.', &token[first + 1..]).map(|at| first + 1 + at) else {
         return Err(Rejection::NotThreeParts);
     };
-    // Both are ASCII, so both are character boundaries.
     let parts = UnverifiedToken {
         signing_input: &token[..second],
         header: &token[..first],
@@ -173,34 +186,32 @@ fn decoded_len(text: &[u8]) -> Option<usize> {
 /// Strict base64url without padding (RFC 4648 section 5, the JWS form):
 /// every byte from the alphabet, no `=`, a length that is not 1 mod 4, and
 /// zero bits after the last whole byte, so each byte string has exactly one
-/// encoding. Decodes into `out`, which is [`decoded_len`] long.
+/// encoding. Decodes into `out`, which is [`decoded_len`] long, and answers
+/// the bytes written, all of `out`.
 ///
 /// By the base64-simd crate, with the vector unit the CPU has (chosen once):
 /// the three parts of a token are about 530 characters, which a table
 /// lookup a character took about 2,900 instructions of each cold request to
 /// decode (docs/performance.md).
-fn decode_strict(text: &[u8], out: &mut [u8]) -> Option<()> {
+fn decode_strict<'o>(text: &[u8], out: base64_simd::Out<'o, [u8]>) -> Option<&'o [u8]> {
     let len = out.len();
-    let decoded = base64_simd::URL_SAFE_NO_PAD
-        .decode(text, base64_simd::Out::from_slice(out))
-        .ok()?;
+    let decoded = base64_simd::URL_SAFE_NO_PAD.decode(text, out).ok()?;
     // Always true for a `text` of the length `out` was cut to; checked
     // rather than assumed, so a wrong length is a refusal, not a half-read.
-    (decoded.len() == len).then_some(())
+    (decoded.len() == len).then_some(decoded)
 }
 
 /// Decodes one base64url part into `buf`.
 pub(crate) fn decode_part<'b>(
     part: &'static str,
-    text: &str,
+    text: &[u8],
     buf: &'b mut Vec<u8>,
 ) -> Result<&'b [u8], Rejection> {
     let bad = || Rejection::BadBase64 { part };
-    let len = decoded_len(text.as_bytes()).ok_or_else(bad)?;
+    let len = decoded_len(text).ok_or_else(bad)?;
     buf.clear();
     buf.resize(len, 0);
-    decode_strict(text.as_bytes(), buf).ok_or_else(bad)?;
-    Ok(buf)
+    decode_strict(text, base64_simd::Out::from_slice(buf)).ok_or_else(bad)
 }
 
 /// Decodes one base64url part into `stack` when it fits (a header does,
@@ -208,18 +219,17 @@ pub(crate) fn decode_part<'b>(
 /// decodes can then be borrowed while `heap` is reused for the next part.
 pub(crate) fn decode_part_small<'b>(
     part: &'static str,
-    text: &str,
-    stack: &'b mut [u8],
+    text: &[u8],
+    stack: &'b mut [MaybeUninit<u8>],
     heap: &'b mut Vec<u8>,
 ) -> Result<&'b [u8], Rejection> {
     let bad = || Rejection::BadBase64 { part };
-    let len = decoded_len(text.as_bytes()).ok_or_else(bad)?;
+    let len = decoded_len(text).ok_or_else(bad)?;
     if len > stack.len() {
         return decode_part(part, text, heap);
     }
-    let out = &mut stack[..len];
-    decode_strict(text.as_bytes(), out).ok_or_else(bad)?;
-    Ok(out)
+    let out = base64_simd::Out::from_uninit_slice(&mut stack[..len]);
+    decode_strict(text, out).ok_or_else(bad)
 }
 
 /// Step 2's parse: the header as JSON (a flat header of strings without
@@ -421,12 +431,12 @@ mod tests {
                 let mut quad = ['A'; 4];
                 quad[at] = c;
                 let text: String = quad.iter().collect();
-                let decoded = decode_part("payload", &text, &mut buf);
+                let decoded = decode_part("payload", text.as_bytes(), &mut buf);
                 assert_eq!(decoded.is_ok(), expected, "byte {b:#04x} at {at}");
                 // And on the stack, past a vector block.
                 let long = format!("{}{text}", "A".repeat(40));
-                let (mut stack, mut heap) = ([0; 256], Vec::new());
-                let small = decode_part_small("payload", &long, &mut stack, &mut heap);
+                let (mut stack, mut heap) = ([MaybeUninit::uninit(); 256], Vec::new());
+                let small = decode_part_small("payload", long.as_bytes(), &mut stack, &mut heap);
                 assert_eq!(
                     small.is_ok(),
                     expected,
@@ -436,13 +446,13 @@ mod tests {
             // And in tails: of two characters, where any letter may lead,
             // and of three, where the last one's two low bits must be zero.
             let small = |text: &str| {
-                let (mut stack, mut heap) = ([0; 256], Vec::new());
-                decode_part_small("payload", text, &mut stack, &mut heap).is_ok()
+                let (mut stack, mut heap) = ([MaybeUninit::uninit(); 256], Vec::new());
+                decode_part_small("payload", text.as_bytes(), &mut stack, &mut heap).is_ok()
             };
-            let two = decode_part("payload", &format!("{c}A"), &mut buf).is_ok();
+            let two = decode_part("payload", format!("{c}A").as_bytes(), &mut buf).is_ok();
             assert_eq!(two, expected, "byte {b:#04x} in a tail of two");
             assert_eq!(small(&format!("{}{c}A", "A".repeat(40))), expected);
-            let three = decode_part("payload", &format!("AA{c}"), &mut buf).is_ok();
+            let three = decode_part("payload", format!("AA{c}").as_bytes(), &mut buf).is_ok();
             assert_eq!(
                 small(&format!("{}AA{c}", "A".repeat(40))),
                 three,
@@ -541,16 +551,16 @@ mod tests {
             let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&text).ok();
             let text = String::from_utf8_lossy(&text).into_owned();
             let mut buf = Vec::new();
-            let ours = decode_part("payload", &text, &mut buf).ok().map(<[u8]>::to_vec);
+            let ours = decode_part("payload", text.as_bytes(), &mut buf).ok().map(<[u8]>::to_vec);
             // A lossy replacement changes the text only where it was not
             // UTF-8, which neither decoder takes.
             let expected = expected.filter(|_| text.is_ascii());
             proptest::prop_assert_eq!(ours, expected, "{}", text);
             // Past 342 characters, the heap's road: both are crossed.
-            let mut stack = [0u8; 256];
+            let mut stack = [MaybeUninit::uninit(); 256];
             let mut heap = Vec::new();
-            let small = decode_part_small("payload", &text, &mut stack, &mut heap).ok().map(<[u8]>::to_vec);
-            proptest::prop_assert_eq!(small, decode_part("payload", &text, &mut buf).ok().map(<[u8]>::to_vec));
+            let small = decode_part_small("payload", text.as_bytes(), &mut stack, &mut heap).ok().map(<[u8]>::to_vec);
+            proptest::prop_assert_eq!(small, decode_part("payload", text.as_bytes(), &mut buf).ok().map(<[u8]>::to_vec));
         }
     }
 
@@ -615,16 +625,49 @@ mod tests {
     fn non_canonical_trailing_bits_are_refused() {
         let mut buf = Vec::new();
         // "AA" is one zero byte; "AB" would carry a set bit past it.
-        assert_eq!(decode_part("payload", "AA", &mut buf).unwrap(), [0]);
-        assert!(decode_part("payload", "AB", &mut buf).is_err());
-        assert!(decode_part("payload", "AAB", &mut buf).is_err());
-        assert!(decode_part("payload", "AAA", &mut buf).is_ok());
-        assert!(decode_part("payload", "A", &mut buf).is_err());
-        assert!(decode_part("payload", "AA==", &mut buf).is_err());
+        assert_eq!(decode_part("payload", b"AA", &mut buf).unwrap(), [0]);
+        assert!(decode_part("payload", b"AB", &mut buf).is_err());
+        assert!(decode_part("payload", b"AAB", &mut buf).is_err());
+        assert!(decode_part("payload", b"AAA", &mut buf).is_ok());
+        assert!(decode_part("payload", b"A", &mut buf).is_err());
+        assert!(decode_part("payload", b"AA==", &mut buf).is_err());
     }
 
-    fn step_one(token: &str) -> Result<(), Rejection> {
-        decode(token, &mut PartBuffers::new()).map(|_| ())
+    fn step_one(token: impl AsRef<[u8]>) -> Result<(), Rejection> {
+        decode(token.as_ref(), &mut PartBuffers::new()).map(|_| ())
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_are_not_three_parts_whatever_else_is_wrong() {
+        let mut too_long = b"aaaa.bbbb.".to_vec();
+        too_long.resize(MAX_TOKEN_LEN + 4, b'c');
+        too_long.push(0xff);
+        for token in [
+            &b"aaaa.bbbb.ccc\xff"[..],
+            b"\xff",
+            b"aaaa.bbbb.\xff",
+            b"a\xffaa.bbbb.cccc",
+            b"aaaa.\xfe\xff.cccc",
+            b"aaaa.bbbb.\xc3",
+            b"aaaa.bbbb.cccc.\xff",
+            &too_long,
+        ] {
+            assert!(
+                matches!(step_one(token), Err(Rejection::NotThreeParts)),
+                "{token:?}"
+            );
+        }
+        // Text that is not ASCII keeps the decoder's reason: a 'é' is two
+        // bytes outside the alphabet, in a part of a length base64url has.
+        assert!(matches!(
+            step_one("aaaa.bbbb.cé"),
+            Err(Rejection::BadBase64 { part: "signature" })
+        ));
+        too_long.pop();
+        assert!(matches!(
+            step_one(&too_long),
+            Err(Rejection::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -666,7 +709,7 @@ mod tests {
         ));
         assert!(step_one("aaaa.bbbb.cccc").is_ok());
         // The alphabet is the decoder's: split checks the shape only.
-        assert!(split("aaaa.b!bb.cccc").is_ok());
-        assert!(split("aaaa.bbbb.cccc").is_ok());
+        assert!(split(b"aaaa.b!bb.cccc").is_ok());
+        assert!(split(b"aaaa.bbbb.cccc").is_ok());
     }
 }

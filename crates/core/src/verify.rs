@@ -137,6 +137,18 @@ impl Verifier {
         token: &str,
         keys: &(impl KeyProvider + ?Sized),
     ) -> Result<Verified, Rejection> {
+        self.verify_bytes(token.as_bytes(), keys)
+    }
+
+    /// [`Verifier::verify`] of a token as a request header's bytes, not yet
+    /// checked as text: one that is not UTF-8 is refused as
+    /// [`Rejection::NotThreeParts`], like any other text that is not three
+    /// base64url parts. An adapter hands the header's value here as it is.
+    pub fn verify_bytes(
+        &self,
+        token: &[u8],
+        keys: &(impl KeyProvider + ?Sized),
+    ) -> Result<Verified, Rejection> {
         // 1. Shape, then every part decoded before any is read.
         let mut buffers = dangerous::PartBuffers::new();
         let dangerous::DecodedToken {
@@ -190,7 +202,7 @@ impl Verifier {
         let signer = app_keys
             .iter()
             .filter(wanted)
-            .find(|k| k.verify(alg, signing_input.as_bytes(), signature, now))
+            .find(|k| k.verify(alg, signing_input, signature, now))
             .ok_or_else(|| Rejection::BadSignature {
                 app_id: app_id.to_string(),
             })?;
