@@ -183,6 +183,15 @@ mod tests {
         sign_token(key, Algorithm::RS512, &claims).unwrap()
     }
 
+    /// App "a" with a new key, and a verifier whose clock stands at 1000.
+    fn one_app() -> (PrivateKey, Keys, Verifier) {
+        let key = PrivateKey::generate(2048).unwrap();
+        let keys = keys_of("a", &key);
+        let verifier =
+            Verifier::with_clock(VerifyConfig::default(), Arc::new(ManualClock::new(1000)));
+        (key, keys, verifier)
+    }
+
     /// Verifies `t` and caches it, as the gate does on a miss.
     fn remember(cache: &TokenCache, t: &str, keys: &Keys, verifier: &Verifier) {
         let verified = Arc::new(verifier.verify(t, keys).unwrap());
@@ -216,10 +225,7 @@ mod tests {
 
     #[test]
     fn a_token_with_the_same_length_and_tail_is_another_token() {
-        let key = PrivateKey::generate(2048).unwrap();
-        let keys = keys_of("a", &key);
-        let verifier =
-            Verifier::with_clock(VerifyConfig::default(), Arc::new(ManualClock::new(1000)));
+        let (key, keys, verifier) = one_app();
         let cache = TokenCache::new(1024 * 1024);
         let t = token(&key, 1000, 0);
         remember(&cache, &t, &keys, &verifier);
@@ -239,10 +245,7 @@ mod tests {
 
     #[test]
     fn memory_stays_within_the_budget() {
-        let key = PrivateKey::generate(2048).unwrap();
-        let keys = keys_of("a", &key);
-        let verifier =
-            Verifier::with_clock(VerifyConfig::default(), Arc::new(ManualClock::new(1000)));
+        let (key, keys, verifier) = one_app();
         let budget = 64 * 1024;
         let cache = TokenCache::new(budget);
         for i in 0..500 {
