@@ -83,7 +83,7 @@ echo
 if [ -n "${PROFILE_OUT:-}" ]; then mkdir -p "$PROFILE_OUT" && cp "$work"/callgrind.* "$PROFILE_OUT"/; fi
 
 python3 - "$N" "$work"/callgrind.healthz* "$work"/callgrind.cold* <<'PY'
-import re, subprocess, sys
+import functools, re, subprocess, sys
 n = int(sys.argv[1])
 files = sys.argv[2:]
 def self_costs(prefix):
@@ -114,11 +114,13 @@ print()
 # their difference is the gate's own work on a cold request, with neither
 # the HTTP stack nor the handler in it. Names as a line-tables build keeps
 # them; a function inlined away is reported as not found.
-def inclusive(pattern):
-    f = [f for f in files if "callgrind.cold" in f][-1]
-    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--auto=no", "--threshold=100", f],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
+@functools.cache
+def annotated(run):
+    f = [f for f in files if f"callgrind.{run}" in f][-1]
+    return subprocess.run(["callgrind_annotate", "--inclusive=yes", "--auto=no", "--threshold=100", f],
+                          capture_output=True, text=True).stdout
+def inclusive(pattern, run="cold"):
+    for line in annotated(run).splitlines():
         m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(.*)", line)
         if m and re.search(pattern, m.group(2)):
             return int(m.group(1).replace(",", ""))
@@ -129,16 +131,10 @@ decision = inclusive(r"appauth_gate::gate::Gate::(decide_untraced|decide|authent
 rsa = inclusive(r"aws_lc_rs::signature::ParsedVerificationAlgorithm")
 if rsa:
     rsa += inclusive(r"aws_lc_rs::digest::sha::sha\d+_digest ") or 0
-def program_total(prefix):
-    f = [f for f in files if f"callgrind.{prefix}" in f][-1]
-    out = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", f],
-                         capture_output=True, text=True).stdout
-    m = re.search(r"([\d,]+)\s+\([^)]*\)\s+PROGRAM TOTALS", out)
-    return int(m.group(1).replace(",", "")) if m else None
 if decision and rsa:
     print(f"the gate's decision: {decision / n:,.0f} a request, of which aws-lc's verification call "
           f"{rsa / n:,.0f}; the gate's own: {(decision - rsa) / n:,.0f}")
-    cold_total, healthz_total = program_total("cold"), program_total("healthz")
+    cold_total, healthz_total = inclusive("PROGRAM TOTALS"), inclusive("PROGRAM TOTALS", "healthz")
     if cold_total and healthz_total:
         # The other count: the verification call inclusive, so that the C
         # library's malloc, free and memset that aws-lc calls are aws-lc's.

@@ -1,5 +1,6 @@
-//! Follows the keys directory: file-system events, debounced, plus a periodic
-//! full rescan as a safety net for lost events.
+//! Follows the keys directory: file-system events, debounced (and held for a
+//! file whose writer has not closed it), plus a periodic full rescan as a
+//! safety net for lost events.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 
 /// What the watcher drives: the key store, and the policy and revocation
@@ -39,6 +41,11 @@ pub struct WatchConfig {
     /// Longest a batch waits under a constant stream of events. Default:
     /// 300 ms, which keeps every change visible well within 1 s.
     pub max_delay: Duration,
+    /// Longest a batch waits for a file written to and not yet closed, so
+    /// one replaced in place is not read between its truncation and its
+    /// bytes (which would fail its app closed for a moment). Default:
+    /// 900 ms, still within the 1 s a change takes to show.
+    pub max_write_delay: Duration,
     /// Full rescan interval. Default: 60 s.
     pub rescan_interval: Duration,
 }
@@ -48,6 +55,7 @@ impl Default for WatchConfig {
         Self {
             debounce: Duration::from_millis(50),
             max_delay: Duration::from_millis(300),
+            max_write_delay: Duration::from_millis(900),
             rescan_interval: DEFAULT_RESCAN_INTERVAL,
         }
     }
@@ -137,14 +145,20 @@ fn run(
         batch.add(first);
         let started = Instant::now();
         loop {
-            let left = config.max_delay.saturating_sub(started.elapsed());
+            let limit = if batch.writing.is_empty() {
+                config.max_delay
+            } else {
+                config.max_write_delay
+            };
+            let left = limit.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
             match rx.recv_timeout(config.debounce.min(left)) {
                 Ok(Message::Fs(event)) => batch.add(event),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Timeout) if batch.writing.is_empty() => break,
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
         let (full_rescan, why, names) = (batch.full_rescan, batch.why, batch.names);
@@ -219,6 +233,8 @@ impl Links {
 
 struct Batch<'a> {
     names: HashMap<PathBuf, HashSet<String>>,
+    /// Files written to (or created) whose writer has not closed them yet.
+    writing: HashSet<PathBuf>,
     full_rescan: bool,
     why: &'static str,
     aliases: &'a HashMap<PathBuf, Vec<PathBuf>>,
@@ -228,6 +244,7 @@ impl<'a> Batch<'a> {
     fn new(aliases: &'a HashMap<PathBuf, Vec<PathBuf>>) -> Self {
         Self {
             names: HashMap::new(),
+            writing: HashSet::new(),
             full_rescan: false,
             why: "",
             aliases,
@@ -239,6 +256,22 @@ impl<'a> Batch<'a> {
             Ok(event) => {
                 if event.need_rescan() {
                     self.rescan("the OS dropped file events");
+                }
+                match event.kind {
+                    EventKind::Modify(ModifyKind::Data(_))
+                    | EventKind::Create(CreateKind::File) => {
+                        self.writing.extend(event.paths.iter().cloned());
+                    }
+                    // Closed, deleted, or renamed away: nothing to wait for
+                    // under that name.
+                    EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_)) => {
+                        for path in &event.paths {
+                            self.writing.remove(path);
+                        }
+                    }
+                    _ => {}
                 }
                 for path in &event.paths {
                     self.add_path(path);
@@ -277,5 +310,58 @@ impl<'a> Batch<'a> {
     fn rescan(&mut self, why: &'static str) {
         self.full_rescan = true;
         self.why = why;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Reads each changed file as the store would, and keeps what it read.
+    struct Recorder {
+        dir: PathBuf,
+        read: Mutex<Vec<String>>,
+    }
+
+    impl Reload for Recorder {
+        fn dirs(&self) -> Vec<PathBuf> {
+            vec![self.dir.clone()]
+        }
+        fn changed(&self, dir: &Path, names: HashSet<String>) {
+            for name in names.iter().filter(|n| n.ends_with("_public.pem")) {
+                if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+                    self.read.lock().unwrap().push(text);
+                }
+            }
+        }
+        fn rescan(&self, _why: &str) {}
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_is_read_once_its_writer_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a_public.pem");
+        std::fs::write(&file, "old").unwrap();
+        let target = Arc::new(Recorder {
+            dir: dir.path().canonicalize().unwrap(),
+            read: Mutex::new(Vec::new()),
+        });
+        let _watching = watch(target.clone(), WatchConfig::default()).unwrap();
+        // A writer that stalls between its truncation and its bytes, six
+        // debounce times: a loaded machine's, or one writing in pieces.
+        let mut writer = std::fs::File::create(&file).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        writer.write_all(b"new").unwrap();
+        drop(writer);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline && !target.read.lock().unwrap().contains(&"new".into()) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let read = target.read.lock().unwrap().clone();
+        assert!(read.contains(&"new".to_owned()), "read {read:?}");
+        assert!(!read.iter().any(String::is_empty), "read {read:?}");
     }
 }

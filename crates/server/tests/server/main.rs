@@ -438,18 +438,17 @@ async fn hot_reload_follows_every_kind_of_change_within_a_second() {
     );
     assert_eq!(status_of(&url, &token_b3).await.0, 200, "bundle, first key");
 
-    // Garbage fails closed for that app only, and is counted once. It
-    // arrives by rename, in one step: an in-place write can be read between
-    // its truncation and its bytes on a loaded machine, and that empty file
-    // would be refused (and counted) too.
+    // Garbage, written in place, fails closed for that app only, and is
+    // counted once: the watcher reads a file its writer still holds only
+    // once it is closed, so the moment between the truncation and the
+    // bytes is never read (or counted) as an empty file.
     let errors = "appauth_key_file_errors_total";
     let refused_before = util::metric(&url, errors).await;
     fs::write(
-        keys.join(".tmp-garbage"),
+        keys.join("app-b_public.pem"),
         "-----BEGIN PUBLIC KEY-----\ngarbage\n",
     )
     .unwrap();
-    fs::rename(keys.join(".tmp-garbage"), keys.join("app-b_public.pem")).unwrap();
     assert!(
         becomes(&url, &token_b3, (401, "unknown_app")).await,
         "garbage"
