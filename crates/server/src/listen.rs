@@ -211,18 +211,22 @@ where
         .finish(app)
 }
 
+/// How many connections the kernel may hold, handshaken, for the accept loop
+/// to take (`listen(2)`'s backlog; Linux caps it at `net.core.somaxconn`,
+/// 4096 by default). A full queue drops the next SYN, and its client waits
+/// the 1 s SYN retransmission: std's 128 filled in a burst of a few hundred
+/// connects on two busy cores. 2048 is actix-server's own default.
+pub const LISTEN_BACKLOG: i32 = 2048;
+
 /// Binds `addr` (`host:port`; port 0 picks a free one) on every address it
-/// resolves to.
+/// resolves to, each with [`LISTEN_BACKLOG`].
 pub fn bind(addr: &str) -> io::Result<Vec<TcpListener>> {
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(addr)?.collect();
     let mut listeners = Vec::new();
     let mut last = None;
     for a in addrs {
-        match TcpListener::bind(a) {
-            Ok(l) => {
-                l.set_nonblocking(true)?;
-                listeners.push(l);
-            }
+        match bind_one(a) {
+            Ok(l) => listeners.push(l),
             Err(e) => last = Some(e),
         }
     }
@@ -230,6 +234,18 @@ pub fn bind(addr: &str) -> io::Result<Vec<TcpListener>> {
         return Err(last.unwrap_or_else(|| io::Error::other("the address resolves to nothing")));
     }
     Ok(listeners)
+}
+
+/// What std's `TcpListener::bind` does (`SO_REUSEADDR`, close-on-exec), with
+/// [`LISTEN_BACKLOG`] in place of its fixed 128.
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -580,5 +596,33 @@ mod tests {
         let mut d = HeadDeadline::new((), None);
         d.saw(b"GET / HT");
         assert_eq!(d.phase, Phase::Idle);
+    }
+
+    /// A burst of connects the accept loop has not yet taken is queued whole,
+    /// not cut at std's 128 (each one cut waits a 1 s SYN retransmission).
+    #[test]
+    fn a_burst_of_connects_waits_in_the_queue_whole() {
+        let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1000);
+        let n = somaxconn.min(1000) as usize;
+        assert!(
+            n > 128,
+            "net.core.somaxconn is {somaxconn}: too low to tell"
+        );
+        let listener = bind("127.0.0.1:0").unwrap().remove(0);
+        let addr = listener.local_addr().unwrap();
+        let streams: Vec<_> = (0..n)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                    .unwrap_or_else(|e| panic!("connect {i} of {n}: {e}"))
+            })
+            .collect();
+        let mut queued = 0;
+        while listener.accept().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, streams.len());
     }
 }
