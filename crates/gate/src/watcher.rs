@@ -1,6 +1,6 @@
-//! Follows the keys directory: file-system events, debounced (and held for a
-//! file whose writer has not closed it), plus a periodic full rescan as a
-//! safety net for lost events.
+//! Follows the keys directory: file-system events, debounced (a file whose
+//! writer has not closed it is held back on its own), plus a periodic full
+//! rescan as a safety net for lost events.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,10 +41,11 @@ pub struct WatchConfig {
     /// Longest a batch waits under a constant stream of events. Default:
     /// 300 ms, which keeps every change visible well within 1 s.
     pub max_delay: Duration,
-    /// Longest a batch waits for a file written to and not yet closed, so
-    /// one replaced in place is not read between its truncation and its
-    /// bytes (which would fail its app closed for a moment). Default:
-    /// 900 ms, still within the 1 s a change takes to show.
+    /// Longest a file written to and not yet closed is held back, so one
+    /// replaced in place is not read between its truncation and its bytes
+    /// (which would fail its app closed for a moment). Only that file waits;
+    /// the rest of its batch is applied as usual. Default: 900 ms, still
+    /// within the 1 s a change takes to show.
     pub max_write_delay: Duration,
     /// Full rescan interval. Default: 60 s.
     pub rescan_interval: Duration,
@@ -129,39 +130,43 @@ fn run(
     links: &mut Links,
 ) {
     let mut next_rescan = Instant::now() + config.rescan_interval;
+    // Files written to and not yet closed, and when their first write was
+    // seen: each is held back until its close, or `max_write_delay`.
+    let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
     loop {
-        let wait = next_rescan.saturating_duration_since(Instant::now());
-        let first = match rx.recv_timeout(wait) {
+        let due = writing
+            .values()
+            .min()
+            .map(|&since| since + config.max_write_delay);
+        let wake = due.map_or(next_rescan, |due| due.min(next_rescan));
+        let mut batch = Batch::new(&links.aliases, &mut writing);
+        match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {
+            Err(RecvTimeoutError::Timeout) if Instant::now() >= next_rescan => {
                 target.rescan("periodic");
                 links.refresh(target.files(), watcher);
                 next_rescan = Instant::now() + config.rescan_interval;
                 continue;
             }
-            Ok(Message::Fs(event)) => event,
-        };
-        let mut batch = Batch::new(&links.aliases);
-        batch.add(first);
-        let started = Instant::now();
-        loop {
-            let limit = if batch.writing.is_empty() {
-                config.max_delay
-            } else {
-                config.max_write_delay
-            };
-            let left = limit.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(config.debounce.min(left)) {
-                Ok(Message::Fs(event)) => batch.add(event),
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) if batch.writing.is_empty() => break,
-                Err(RecvTimeoutError::Timeout) => {}
+            // A held file's wait is over: `finish` gives it up.
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Message::Fs(first)) => {
+                batch.add(first);
+                let started = Instant::now();
+                loop {
+                    let left = config.max_delay.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(config.debounce.min(left)) {
+                        Ok(Message::Fs(event)) => batch.add(event),
+                        Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Timeout) => break,
+                    }
+                }
             }
         }
-        let (full_rescan, why, names) = (batch.full_rescan, batch.why, batch.names);
+        let (full_rescan, why, names) = batch.finish(Instant::now(), config.max_write_delay);
         if full_rescan {
             target.rescan(why);
             next_rescan = Instant::now() + config.rescan_interval;
@@ -233,18 +238,25 @@ impl Links {
 
 struct Batch<'a> {
     names: HashMap<PathBuf, HashSet<String>>,
-    /// Files written to (or created) whose writer has not closed them yet.
-    writing: HashSet<PathBuf>,
+    /// Paths the events named, resolved to names by `finish`.
+    touched: HashSet<PathBuf>,
+    /// Files written to (or created) whose writer has not closed them yet,
+    /// kept from one batch to the next.
+    writing: &'a mut HashMap<PathBuf, Instant>,
     full_rescan: bool,
     why: &'static str,
     aliases: &'a HashMap<PathBuf, Vec<PathBuf>>,
 }
 
 impl<'a> Batch<'a> {
-    fn new(aliases: &'a HashMap<PathBuf, Vec<PathBuf>>) -> Self {
+    fn new(
+        aliases: &'a HashMap<PathBuf, Vec<PathBuf>>,
+        writing: &'a mut HashMap<PathBuf, Instant>,
+    ) -> Self {
         Self {
             names: HashMap::new(),
-            writing: HashSet::new(),
+            touched: HashSet::new(),
+            writing,
             full_rescan: false,
             why: "",
             aliases,
@@ -258,9 +270,21 @@ impl<'a> Batch<'a> {
                     self.rescan("the OS dropped file events");
                 }
                 match event.kind {
-                    EventKind::Modify(ModifyKind::Data(_))
-                    | EventKind::Create(CreateKind::File) => {
-                        self.writing.extend(event.paths.iter().cloned());
+                    EventKind::Modify(ModifyKind::Data(_)) => {
+                        for path in &event.paths {
+                            self.writing
+                                .entry(path.clone())
+                                .or_insert_with(Instant::now);
+                        }
+                    }
+                    // A new name for an existing file (a symlink, a hard
+                    // link) has no writer to wait for; a new file does.
+                    EventKind::Create(CreateKind::File) => {
+                        for path in event.paths.iter().filter(|p| is_new_file(p)) {
+                            self.writing
+                                .entry(path.clone())
+                                .or_insert_with(Instant::now);
+                        }
                     }
                     // Closed, deleted, or renamed away: nothing to wait for
                     // under that name.
@@ -273,15 +297,39 @@ impl<'a> Batch<'a> {
                     }
                     _ => {}
                 }
-                for path in &event.paths {
-                    self.add_path(path);
-                }
+                self.touched.extend(event.paths);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "file watch error; rescanning");
                 self.rescan("watch error");
             }
         }
+    }
+
+    /// The batch to apply at `now`: every path touched whose writer is done,
+    /// and every held file whose `max_write_delay` is over, which stops
+    /// being held. A file still held is left out: its close, or its time
+    /// running out, brings it in a later batch.
+    fn finish(
+        mut self,
+        now: Instant,
+        max_write_delay: Duration,
+    ) -> (bool, &'static str, HashMap<PathBuf, HashSet<String>>) {
+        let mut ready: Vec<PathBuf> = std::mem::take(&mut self.touched)
+            .into_iter()
+            .filter(|path| !self.writing.contains_key(path))
+            .collect();
+        self.writing.retain(|path, since| {
+            let over = now >= *since + max_write_delay;
+            if over {
+                ready.push(path.clone());
+            }
+            !over
+        });
+        for path in &ready {
+            self.add_path(path);
+        }
+        (self.full_rescan, self.why, self.names)
     }
 
     fn add_path(&mut self, path: &Path) {
@@ -313,6 +361,22 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// A regular file with no other name: one just created by its writer, not
+/// a link to a file that is already whole.
+fn is_new_file(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    let one_name = {
+        use std::os::unix::fs::MetadataExt as _;
+        meta.nlink() == 1
+    };
+    #[cfg(not(unix))]
+    let one_name = true;
+    meta.is_file() && one_name
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -340,28 +404,115 @@ mod tests {
         fn rescan(&self, _why: &str) {}
     }
 
+    impl Recorder {
+        /// Watches `dir` with `config`, recording what each change reads.
+        fn watching(dir: &Path, config: WatchConfig) -> (Arc<Self>, WatcherHandle) {
+            let target = Arc::new(Recorder {
+                dir: dir.canonicalize().unwrap(),
+                read: Mutex::new(Vec::new()),
+            });
+            let handle = watch(target.clone(), config).unwrap();
+            (target, handle)
+        }
+
+        /// Everything read once each of `texts` has been, or `within` passed.
+        fn wait_for(&self, texts: &[&str], within: Duration) -> Vec<String> {
+            let deadline = Instant::now() + within;
+            loop {
+                let read = self.read.lock().unwrap().clone();
+                if Instant::now() >= deadline || texts.iter().all(|t| read.iter().any(|r| r == t)) {
+                    return read;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Files held back for a minute unless closed: what these tests see
+    /// comes from closes and from the batching itself, never from the delay
+    /// running out.
+    fn holding_a_minute() -> WatchConfig {
+        WatchConfig {
+            max_write_delay: Duration::from_secs(60),
+            ..WatchConfig::default()
+        }
+    }
+
     #[test]
     fn a_file_rewritten_in_place_is_read_once_its_writer_closes_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a_public.pem");
         std::fs::write(&file, "old").unwrap();
-        let target = Arc::new(Recorder {
-            dir: dir.path().canonicalize().unwrap(),
-            read: Mutex::new(Vec::new()),
-        });
-        let _watching = watch(target.clone(), WatchConfig::default()).unwrap();
+        let (target, _watching) = Recorder::watching(dir.path(), WatchConfig::default());
         // A writer that stalls between its truncation and its bytes, six
         // debounce times: a loaded machine's, or one writing in pieces.
         let mut writer = std::fs::File::create(&file).unwrap();
         thread::sleep(Duration::from_millis(300));
         writer.write_all(b"new").unwrap();
         drop(writer);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline && !target.read.lock().unwrap().contains(&"new".into()) {
-            thread::sleep(Duration::from_millis(10));
-        }
-        let read = target.read.lock().unwrap().clone();
+        let read = target.wait_for(&["new"], Duration::from_secs(1));
         assert!(read.contains(&"new".to_owned()), "read {read:?}");
         assert!(!read.iter().any(String::is_empty), "read {read:?}");
+    }
+
+    /// A file its writer keeps open (an editor's swap file, a slow copy)
+    /// holds back only itself: another key's change is applied as usual.
+    #[test]
+    fn a_file_held_open_holds_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join("b_public.pem");
+        std::fs::write(&held, "b-old").unwrap();
+        let (target, _watching) = Recorder::watching(dir.path(), holding_a_minute());
+        let mut writer = std::fs::File::create(&held).unwrap();
+        writer.write_all(b"b-part").unwrap();
+        writer.flush().unwrap();
+        std::fs::write(dir.path().join("a_public.pem"), "a-new").unwrap();
+        let read = target.wait_for(&["a-new"], Duration::from_secs(10));
+        assert!(read.contains(&"a-new".to_owned()), "read {read:?}");
+        assert!(
+            !read.iter().any(|r| r.is_empty() || r == "b-part"),
+            "read {read:?}"
+        );
+        writer.write_all(b"-rest").unwrap();
+        drop(writer);
+        let read = target.wait_for(&["b-part-rest"], Duration::from_secs(10));
+        assert!(read.contains(&"b-part-rest".to_owned()), "read {read:?}");
+    }
+
+    /// A symlink or a hard link made to a file that is already whole has no
+    /// writer to wait for: it is read at the debounce, not held back.
+    #[test]
+    fn a_link_to_a_whole_file_is_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::write(dir.path().join("soft.pem"), "soft").unwrap();
+        std::fs::write(dir.path().join("hard.pem"), "hard").unwrap();
+        let (target, _watching) = Recorder::watching(&keys, holding_a_minute());
+        std::os::unix::fs::symlink(dir.path().join("soft.pem"), keys.join("c_public.pem")).unwrap();
+        std::fs::hard_link(dir.path().join("hard.pem"), keys.join("d_public.pem")).unwrap();
+        let read = target.wait_for(&["soft", "hard"], Duration::from_secs(10));
+        assert!(
+            read.contains(&"soft".to_owned()) && read.contains(&"hard".to_owned()),
+            "read {read:?}"
+        );
+    }
+
+    /// A writer that never closes its file is read as it stands once
+    /// `max_write_delay` is over, so no change waits past it.
+    #[test]
+    fn a_file_never_closed_is_read_after_the_write_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WatchConfig {
+            max_write_delay: Duration::from_millis(200),
+            ..WatchConfig::default()
+        };
+        let (target, _watching) = Recorder::watching(dir.path(), config);
+        let mut writer = std::fs::File::create(dir.path().join("e_public.pem")).unwrap();
+        writer.write_all(b"held").unwrap();
+        writer.flush().unwrap();
+        let read = target.wait_for(&["held"], Duration::from_secs(10));
+        assert!(read.contains(&"held".to_owned()), "read {read:?}");
+        drop(writer);
     }
 }
